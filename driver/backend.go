@@ -1,0 +1,100 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Sentinel errors a Backend wraps so the driver can tell the operator what
+// went wrong and how to fix it. Backends add the detail with %w; the driver
+// matches with errors.Is and never shows a backend's raw text alone.
+var (
+	// ErrNotFound: the stored name, or the pinned version, does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalidRef: the reference cannot be valid for this backend
+	// (bad name, version, path or field).
+	ErrInvalidRef = errors.New("invalid reference")
+	// ErrCorrupt: a record failed to open: tampered, truncated, or sealed
+	// with a key this plugin does not have.
+	ErrCorrupt = errors.New("record cannot be opened")
+	// ErrUnavailable: the backend cannot answer now (down, slow, locked).
+	ErrUnavailable = errors.New("backend unavailable")
+	// ErrDenied: the backend refused the read (credentials, permissions).
+	ErrDenied = errors.New("access denied")
+)
+
+// Ref says which stored value a request wants.
+type Ref struct {
+	// Name is the stored name, already resolved from labels and the
+	// secret's name.
+	Name string
+	// Version pins a version; 0 means the latest.
+	Version uint64
+}
+
+// Secret is what a backend answers.
+type Secret struct {
+	Value   []byte
+	Version uint64
+	Created time.Time
+}
+
+// Backend reads stored values. Implementations must honour ctx's deadline,
+// return errors that wrap one of the sentinels above, never log, and never
+// put a value into an error.
+type Backend interface {
+	Get(ctx context.Context, ref Ref) (Secret, error)
+	Close() error
+}
+
+// Settings are one backend instance's knobs, as read and validated by the
+// binary's configuration. Keys are lower-case.
+type Settings map[string]string
+
+// Factory opens one backend instance.
+type Factory func(ctx context.Context, s Settings) (Backend, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Factory{}
+)
+
+// Register makes a backend type available under name (case-insensitive).
+// It panics on a duplicate, which is a programming error.
+func Register(name string, f Factory) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	key := strings.ToLower(name)
+	if _, dup := registry[key]; dup {
+		panic("driver: backend type registered twice: " + key)
+	}
+	registry[key] = f
+}
+
+// Open opens a backend of the named type.
+func Open(ctx context.Context, typ string, s Settings) (Backend, error) {
+	registryMu.RLock()
+	f, ok := registry[strings.ToLower(typ)]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown backend type %q (known: %s)", typ, strings.Join(Types(), ", "))
+	}
+	return f(ctx, s)
+}
+
+// Types lists the registered backend types, sorted.
+func Types() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for k := range registry {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

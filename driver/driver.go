@@ -1,0 +1,251 @@
+package driver
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults and bounds for the per-request deadline. The engine's own plugin
+// timeout is 30 s by default and unlimited after an install or a daemon
+// restart, so the driver must bound every request itself, well under 30 s.
+const (
+	DefaultTimeout = 5 * time.Second
+	MinTimeout     = 100 * time.Millisecond
+	MaxTimeout     = 25 * time.Second
+)
+
+var errUnknownBackend = errors.New("unknown backend")
+
+// Event reports one answered request to the binary, which logs it (and later
+// counts and audits it). It never holds the value.
+type Event struct {
+	// Request is nil when the body could not be decoded.
+	Request *Request
+	Spec    Spec
+	Backend string
+	// Version is the stored version served, when known.
+	Version uint64
+	// Size is the delivered value's length in bytes.
+	Size  int
+	Class Class
+	Err   error
+	// Line is the Err line answered to the engine, empty on success.
+	Line    string
+	Latency time.Duration
+}
+
+// Observer receives every Event. It runs on the request path: keep it fast.
+type Observer func(Event)
+
+// Options configure a Driver.
+type Options struct {
+	// Instances are the configured backends; at least one.
+	Instances []Instance
+	// Default names the instance used without a swarmkeep.backend label;
+	// empty means the only instance.
+	Default string
+	// Timeout bounds each request; 0 means DefaultTimeout.
+	Timeout  time.Duration
+	Observer Observer
+}
+
+// Driver answers GetSecret requests. It is safe for concurrent use.
+type Driver struct {
+	backends map[string]*lazyBackend
+	dflt     string
+	timeout  time.Duration
+	observe  Observer
+	inflight sync.WaitGroup
+}
+
+// New checks the options and returns a Driver. Backends are not opened here:
+// see Warm.
+func New(o Options) (*Driver, error) {
+	if len(o.Instances) == 0 {
+		return nil, errors.New("no backend configured")
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Timeout < MinTimeout || o.Timeout > MaxTimeout {
+		return nil, fmt.Errorf("request timeout %s out of range %s..%s", o.Timeout, MinTimeout, MaxTimeout)
+	}
+	d := &Driver{backends: map[string]*lazyBackend{}, timeout: o.Timeout, observe: o.Observer}
+	if d.observe == nil {
+		d.observe = func(Event) {}
+	}
+	for _, in := range o.Instances {
+		if !validInstanceName(in.Name) {
+			return nil, fmt.Errorf("backend name %s: use letters, digits, '-' and '_'", quoteShort(in.Name))
+		}
+		if _, dup := d.backends[in.Name]; dup {
+			return nil, fmt.Errorf("backend %s configured twice", in.Name)
+		}
+		d.backends[in.Name] = newLazy(in)
+	}
+	d.dflt = o.Default
+	if d.dflt == "" {
+		if len(o.Instances) > 1 {
+			return nil, errors.New("several backends configured: name the default one")
+		}
+		d.dflt = o.Instances[0].Name
+	}
+	if _, ok := d.backends[d.dflt]; !ok {
+		return nil, fmt.Errorf("default backend %s is not configured", quoteShort(d.dflt))
+	}
+	return d, nil
+}
+
+// Warm starts opening every backend in the background and calls report with
+// each outcome, so the first request does not pay for it and a backend that
+// cannot open is named in the log at start.
+func (d *Driver) Warm(report func(name string, err error)) {
+	for _, name := range d.BackendNames() {
+		name := name
+		d.backends[name].warm(func(err error) { report(name, err) })
+	}
+}
+
+// BackendNames lists the configured instances, sorted.
+func (d *Driver) BackendNames() []string {
+	out := make([]string, 0, len(d.backends))
+	for n := range d.backends {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Get answers one request within the driver's deadline.
+func (d *Driver) Get(ctx context.Context, req Request) Response {
+	d.inflight.Add(1)
+	defer d.inflight.Done()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+
+	ev := Event{Request: &req}
+	value, err := d.get(ctx, req, &ev)
+	ev.Latency = time.Since(start)
+	ev.Class = classify(err)
+	ev.Err = err
+	if err != nil {
+		ev.Line = errorLine(req.SecretName, ev.Class, err)
+		d.observe(ev)
+		return Response{Err: ev.Line}
+	}
+	ev.Size = len(value)
+	d.observe(ev)
+	return Response{Value: value, DoNotReuse: !ev.Spec.Reuse}
+}
+
+func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error) {
+	spec, err := ParseSpec(req.SecretName, req.SecretLabels)
+	if err != nil {
+		return nil, err
+	}
+	ev.Spec = spec
+	name := spec.Backend
+	if name == "" {
+		name = d.dflt
+	}
+	ev.Backend = name
+	lb, ok := d.backends[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %s (configured: %s)", errUnknownBackend, quoteShort(name), strings.Join(d.BackendNames(), ", "))
+	}
+	b, err := lb.get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("backend %s: %w", name, err)
+	}
+	sec, err := getBounded(ctx, b, Ref{Name: spec.Name, Version: spec.Version})
+	if err != nil {
+		return nil, &refError{name: spec.Name, err: fmt.Errorf("backend %s: %w", name, err)}
+	}
+	ev.Version = sec.Version
+	value, err := decodeValue(spec.Encoding, sec.Value)
+	if err != nil {
+		return nil, fmt.Errorf("stored %s version %d: %w", quoteShort(spec.Name), sec.Version, err)
+	}
+	return value, nil
+}
+
+// getBounded returns when the backend answers or the deadline passes,
+// whichever is first, so even a backend that ignores its context cannot hold
+// the swarm leader. An abandoned call finishes in the background.
+func getBounded(ctx context.Context, b Backend, ref Ref) (Secret, error) {
+	type result struct {
+		s   Secret
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, err := b.Get(ctx, ref)
+		ch <- result{s, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil && ctx.Err() != nil {
+			return Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
+		}
+		return r.s, r.err
+	case <-ctx.Done():
+		return Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
+	}
+}
+
+// decodeValue applies the encoding and Swarm's size limits.
+func decodeValue(enc Encoding, stored []byte) ([]byte, error) {
+	value := stored
+	if enc == EncodingBase64 {
+		// base64(1) wraps lines at 76 columns: drop all white space.
+		text := strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' || r == '\n' || r == '\r' {
+				return -1
+			}
+			return r
+		}, string(stored))
+		text = strings.TrimRight(text, "=")
+		out, err := base64.RawStdEncoding.DecodeString(text)
+		if err != nil {
+			return nil, fmt.Errorf("%w: not valid base64 (swarmkeep.encoding=base64)", errInvalidValue)
+		}
+		value = out
+	}
+	if len(value) < MinValueBytes {
+		return nil, fmt.Errorf("%w: the value is empty and Swarm refuses empty secrets", errInvalidValue)
+	}
+	if len(value) > MaxValueBytes {
+		return nil, fmt.Errorf("%w: the value is %d bytes, over Swarm's limit of %d", errInvalidValue, len(value), MaxValueBytes)
+	}
+	return value, nil
+}
+
+// Drain waits up to timeout for requests in flight, for a graceful stop.
+func (d *Driver) Drain(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { d.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// Close closes every opened backend.
+func (d *Driver) Close() error {
+	var errs []error
+	for _, name := range d.BackendNames() {
+		if err := d.backends[name].close(); err != nil {
+			errs = append(errs, fmt.Errorf("backend %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,274 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// memBackend is a fake store for driver tests.
+type memBackend struct {
+	mu     sync.Mutex
+	values map[string][][]byte // name -> versions, 1-based
+	err    error
+	delay  time.Duration
+	ignore bool // ignore ctx, like a misbehaving backend
+	calls  atomic.Int64
+}
+
+func (m *memBackend) Get(ctx context.Context, ref Ref) (Secret, error) {
+	m.calls.Add(1)
+	if m.delay > 0 {
+		if m.ignore {
+			time.Sleep(m.delay)
+		} else {
+			select {
+			case <-time.After(m.delay):
+			case <-ctx.Done():
+				return Secret{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+			}
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return Secret{}, m.err
+	}
+	vs := m.values[ref.Name]
+	if len(vs) == 0 {
+		return Secret{}, fmt.Errorf("record %q: %w", ref.Name, ErrNotFound)
+	}
+	v := uint64(len(vs))
+	if ref.Version != 0 {
+		if ref.Version > v {
+			return Secret{}, fmt.Errorf("record %q version %d: %w", ref.Name, ref.Version, ErrNotFound)
+		}
+		v = ref.Version
+	}
+	return Secret{Value: bytes.Clone(vs[v-1]), Version: v}, nil
+}
+
+func (m *memBackend) Close() error { return nil }
+
+var (
+	testBackendsMu sync.Mutex
+	testBackends   = map[string]Backend{}
+	openFailures   atomic.Int64
+)
+
+func init() {
+	Register("test", func(ctx context.Context, s Settings) (Backend, error) {
+		if s["fail"] != "" && openFailures.Add(-1) >= 0 {
+			return nil, fmt.Errorf("%w: store missing", ErrNotFound)
+		}
+		testBackendsMu.Lock()
+		defer testBackendsMu.Unlock()
+		return testBackends[s["id"]], nil
+	})
+}
+
+func newTestDriver(t *testing.T, b *memBackend, timeout time.Duration) (*Driver, *[]Event) {
+	t.Helper()
+	id := t.Name()
+	testBackendsMu.Lock()
+	testBackends[id] = b
+	testBackendsMu.Unlock()
+	var mu sync.Mutex
+	var evs []Event
+	d, err := New(Options{
+		Instances: []Instance{{Name: "local", Type: "test", Settings: Settings{"id": id}}},
+		Timeout:   timeout,
+		Observer:  func(e Event) { mu.Lock(); evs = append(evs, e); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, &evs
+}
+
+func TestDriverGet(t *testing.T) {
+	b := &memBackend{values: map[string][][]byte{
+		"db":      {[]byte("v1"), []byte("v2")},
+		"api_key": {[]byte("k")},
+		"b64":     {[]byte("aGVs\nbG8=\n")},
+		"bad64":   {[]byte("!!!")},
+		"empty":   {{}},
+		"big":     {bytes.Repeat([]byte("x"), MaxValueBytes+1)},
+		"max":     {bytes.Repeat([]byte("x"), MaxValueBytes)},
+	}}
+	d, _ := newTestDriver(t, b, time.Second)
+	tests := []struct {
+		name         string
+		secret       string
+		labels       map[string]string
+		want         string
+		doNotReuse   bool
+		wantErrParts []string
+	}{
+		{name: "latest", secret: "db", want: "v2"},
+		{name: "pinned", secret: "db", labels: map[string]string{LabelVersion: "1"}, want: "v1"},
+		{name: "per task", secret: "db", labels: map[string]string{LabelReuse: "false"}, want: "v2", doNotReuse: true},
+		{name: "stack", secret: "demo_api_key", labels: map[string]string{StackNamespaceLabel: "demo"}, want: "k"},
+		{name: "base64", secret: "b64", labels: map[string]string{LabelEncoding: "base64"}, want: "hello"},
+		{name: "max size", secret: "max", want: strings.Repeat("x", MaxValueBytes)},
+		{name: "missing", secret: "nope", wantErrParts: []string{`secret "nope"`, "not found", "fix: store it on a manager with: swarmkeep put nope"}},
+		{name: "missing version", secret: "db", labels: map[string]string{LabelVersion: "9"}, wantErrParts: []string{"version 9", "not found"}},
+		{name: "bad label", secret: "db", labels: map[string]string{LabelReuse: "maybe"}, wantErrParts: []string{"swarmkeep.reuse", "fix: recreate the secret"}},
+		{name: "unknown backend", secret: "db", labels: map[string]string{LabelBackend: "vault"}, wantErrParts: []string{`unknown backend "vault"`, "configured: local"}},
+		{name: "bad base64", secret: "bad64", labels: map[string]string{LabelEncoding: "base64"}, wantErrParts: []string{"not valid base64"}},
+		{name: "empty", secret: "empty", wantErrParts: []string{"empty"}},
+		{name: "too big", secret: "big", wantErrParts: []string{"over Swarm's limit"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := d.Get(context.Background(), Request{SecretName: tc.secret, SecretLabels: tc.labels})
+			if tc.wantErrParts != nil {
+				if resp.Err == "" || resp.Value != nil {
+					t.Fatalf("want an error, got value of %d bytes", len(resp.Value))
+				}
+				for _, p := range tc.wantErrParts {
+					if !strings.Contains(resp.Err, p) {
+						t.Errorf("Err %q lacks %q", resp.Err, p)
+					}
+				}
+				if strings.ContainsAny(resp.Err, "%\n") || !strings.HasPrefix(resp.Err, "swarmkeep: secret ") {
+					t.Errorf("Err not one safe line: %q", resp.Err)
+				}
+				return
+			}
+			if resp.Err != "" {
+				t.Fatal(resp.Err)
+			}
+			if string(resp.Value) != tc.want || resp.DoNotReuse != tc.doNotReuse {
+				t.Fatalf("got %q reuse=%v", resp.Value, !resp.DoNotReuse)
+			}
+		})
+	}
+}
+
+func TestDriverErrorsNeverCarryValues(t *testing.T) {
+	const value = "s3cr3t-value"
+	b := &memBackend{values: map[string][][]byte{"a": {[]byte(value)}}}
+	d, evs := newTestDriver(t, b, time.Second)
+	for _, labels := range []map[string]string{{LabelEncoding: "base64"}, {LabelVersion: "2"}} {
+		resp := d.Get(context.Background(), Request{SecretName: "a", SecretLabels: labels})
+		if resp.Err == "" || strings.Contains(resp.Err, value) {
+			t.Fatalf("Err %q", resp.Err)
+		}
+	}
+	for _, e := range *evs {
+		if strings.Contains(fmt.Sprint(e.Err), value) || strings.Contains(e.Line, value) {
+			t.Fatalf("event leaks the value: %+v", e)
+		}
+	}
+}
+
+func TestDriverClasses(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want Class
+	}{
+		{fmt.Errorf("record x: %w", ErrCorrupt), ClassCorrupt},
+		{fmt.Errorf("login: %w", ErrDenied), ClassDenied},
+		{fmt.Errorf("dial: %w", ErrUnavailable), ClassUnavailable},
+		{fmt.Errorf("name: %w", ErrInvalidRef), ClassInvalidRef},
+		{errors.New("something else"), ClassUnavailable},
+	} {
+		b := &memBackend{err: tc.err}
+		d, evs := newTestDriver(t, b, time.Second)
+		resp := d.Get(context.Background(), Request{SecretName: "x", TaskID: "t", NodeID: "n"})
+		if resp.Err == "" || (*evs)[0].Class != tc.want || (*evs)[0].Request.NodeID != "n" {
+			t.Fatalf("%v: got class %s, Err %q", tc.err, (*evs)[0].Class, resp.Err)
+		}
+		if !strings.Contains(resp.Err, "fix: "+fixes[tc.want]) {
+			t.Fatalf("Err %q lacks the %s fix", resp.Err, tc.want)
+		}
+	}
+}
+
+func TestDriverDeadlineHoldsAgainstStuckBackend(t *testing.T) {
+	for _, ignore := range []bool{false, true} {
+		b := &memBackend{values: map[string][][]byte{"a": {[]byte("v")}}, delay: 2 * time.Second, ignore: ignore}
+		d, evs := newTestDriver(t, b, 150*time.Millisecond)
+		start := time.Now()
+		resp := d.Get(context.Background(), Request{SecretName: "a"})
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("ignore=%v: request held for %s", ignore, took)
+		}
+		if !strings.Contains(resp.Err, "no answer in time") || (*evs)[0].Class != ClassTimeout {
+			t.Fatalf("ignore=%v: Err %q class %s", ignore, resp.Err, (*evs)[0].Class)
+		}
+	}
+}
+
+func TestLazyBackendRetriesAfterFailure(t *testing.T) {
+	b := &memBackend{values: map[string][][]byte{"a": {[]byte("v")}}}
+	testBackendsMu.Lock()
+	testBackends["lazy"] = b
+	testBackendsMu.Unlock()
+	openFailures.Store(1)
+	d, err := New(Options{Instances: []Instance{{Name: "local", Type: "test", Settings: Settings{"id": "lazy", "fail": "1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	d.backends["local"].now = func() time.Time { return now }
+	if resp := d.Get(context.Background(), Request{SecretName: "a"}); !strings.Contains(resp.Err, "cannot open") {
+		t.Fatalf("first: %q", resp.Err)
+	}
+	// Within retryAfter the failure is answered from memory, without a new open.
+	if resp := d.Get(context.Background(), Request{SecretName: "a"}); !strings.Contains(resp.Err, "cannot open") {
+		t.Fatalf("second: %q", resp.Err)
+	}
+	now = now.Add(retryAfter)
+	if resp := d.Get(context.Background(), Request{SecretName: "a"}); string(resp.Value) != "v" {
+		t.Fatalf("after retry: %q %q", resp.Value, resp.Err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	in := Instance{Name: "local", Type: "test"}
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{}, "no backend"},
+		{Options{Instances: []Instance{in}, Timeout: time.Hour}, "out of range"},
+		{Options{Instances: []Instance{in, in}}, "twice"},
+		{Options{Instances: []Instance{in, {Name: "b", Type: "test"}}}, "name the default"},
+		{Options{Instances: []Instance{in}, Default: "x"}, "not configured"},
+		{Options{Instances: []Instance{{Name: "a b"}}}, "backend name"},
+	} {
+		if _, err := New(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
+}
+
+func TestDriverConcurrent(t *testing.T) {
+	b := &memBackend{values: map[string][][]byte{"a": {[]byte("v")}}}
+	d, _ := newTestDriver(t, b, time.Second)
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 200; j++ {
+				if resp := d.Get(context.Background(), Request{SecretName: "a"}); string(resp.Value) != "v" {
+					t.Error(resp.Err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if !d.Drain(time.Second) {
+		t.Fatal("drain")
+	}
+}

@@ -1,0 +1,119 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Class sorts a failed request for logs, metrics and the audit trail.
+type Class string
+
+// Classes of outcome. ClassOK is a served value.
+const (
+	ClassOK           Class = "ok"
+	ClassBadRequest   Class = "bad_request"
+	ClassBadLabel     Class = "bad_label"
+	ClassNoBackend    Class = "unknown_backend"
+	ClassNotFound     Class = "not_found"
+	ClassInvalidRef   Class = "invalid_reference"
+	ClassCorrupt      Class = "corrupt"
+	ClassDenied       Class = "denied"
+	ClassUnavailable  Class = "unavailable"
+	ClassTimeout      Class = "timeout"
+	ClassInvalidValue Class = "invalid_value"
+)
+
+// Limits Swarm puts on a value (ValidateSecretPayload): 1 byte to under
+// 500 KiB. A value outside them is dropped by the engine without a word, so
+// the driver refuses it with an explanation instead.
+const (
+	MinValueBytes = 1
+	MaxValueBytes = 500*1024 - 1
+)
+
+// errInvalidValue marks a value the backend answered but Swarm would refuse.
+var errInvalidValue = errors.New("invalid value")
+
+// classify maps an error to its class by the sentinel it wraps.
+func classify(err error) Class {
+	var le *LabelError
+	switch {
+	case err == nil:
+		return ClassOK
+	case errors.As(err, &le):
+		return ClassBadLabel
+	case errors.Is(err, errUnknownBackend):
+		return ClassNoBackend
+	case errors.Is(err, context.DeadlineExceeded):
+		return ClassTimeout
+	case errors.Is(err, ErrNotFound):
+		return ClassNotFound
+	case errors.Is(err, ErrInvalidRef):
+		return ClassInvalidRef
+	case errors.Is(err, ErrCorrupt):
+		return ClassCorrupt
+	case errors.Is(err, ErrDenied):
+		return ClassDenied
+	case errors.Is(err, errInvalidValue):
+		return ClassInvalidValue
+	default:
+		return ClassUnavailable
+	}
+}
+
+// fixes says, per class, what the operator does next. Kept next to the
+// classes so every class has one.
+var fixes = map[Class]string{
+	ClassBadLabel:     "recreate the secret with valid swarmkeep.* labels (see README, Labels)",
+	ClassNoBackend:    "use a backend named in the plugin settings, or drop the swarmkeep.backend label",
+	ClassNotFound:     "store it on a manager with: swarmkeep put NAME, or fix the swarmkeep.name/swarmkeep.version labels",
+	ClassInvalidRef:   "fix the secret's swarmkeep.name or swarmkeep.version label",
+	ClassCorrupt:      "run swarmkeep verify on the manager, check the key file, then put the value again",
+	ClassDenied:       "check the backend credentials in the plugin's config mount",
+	ClassUnavailable:  "check the plugin log and the backend, then restart the task",
+	ClassTimeout:      "check the backend's health, or raise the plugin's REQUEST_TIMEOUT",
+	ClassInvalidValue: "store a value Swarm accepts (1 byte to 511999 bytes), or fix swarmkeep.encoding",
+}
+
+// errorLine is the Err answered to the engine: one short line naming the
+// secret, the cause and the fix. The engine shows it as the task error and may
+// pass it through a format call, so it carries no '%' and no newline.
+func errorLine(secret string, class Class, err error) string {
+	fix := fixes[class]
+	if class == ClassNotFound {
+		// Name the stored name in the fix when the message carries it.
+		fix = strings.Replace(fix, "NAME", storedNameOf(err, "NAME"), 1)
+	}
+	return quoteFree(fmt.Sprintf("swarmkeep: secret %s: %v; fix: %s", quoteShort(secret), err, fix))
+}
+
+// quoteFree makes a line safe to hand to the engine: one line, no '%', at
+// most maxLine bytes.
+func quoteFree(line string) string {
+	const maxLine = 400
+	line = strings.NewReplacer("%", "?", "\n", " ", "\r", " ").Replace(line)
+	if len(line) > maxLine {
+		line = line[:maxLine-3] + "..."
+	}
+	return line
+}
+
+// refError carries the stored name a backend error is about, so the fix can
+// name the exact command to run.
+type refError struct {
+	name string
+	err  error
+}
+
+func (e *refError) Error() string { return e.err.Error() }
+func (e *refError) Unwrap() error { return e.err }
+
+func storedNameOf(err error, dflt string) string {
+	var re *refError
+	if errors.As(err, &re) && re.name != "" {
+		return re.name
+	}
+	return dflt
+}

@@ -1,0 +1,115 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Instance is one configured backend: a name that secrets pick with the
+// swarmkeep.backend label, a registered type and that type's settings.
+type Instance struct {
+	Name     string
+	Type     string
+	Settings Settings
+}
+
+const (
+	// openTimeout bounds one attempt to open a backend. The attempt runs
+	// apart from the request that started it, so a slow open finishes for
+	// the next request instead of being thrown away.
+	openTimeout = 30 * time.Second
+	// retryAfter is how long a failed open is remembered: requests in that
+	// window get the same error at once instead of hammering the backend.
+	retryAfter = 2 * time.Second
+)
+
+// lazyBackend opens its backend on first use and again after a failure, so a
+// store created after the plugin started, or a backend that comes back, is
+// picked up without a restart.
+type lazyBackend struct {
+	Instance
+
+	mu      sync.Mutex
+	b       Backend
+	lastErr error
+	lastTry time.Time
+	opening chan struct{} // closed when the open in progress ends
+	now     func() time.Time
+}
+
+func newLazy(in Instance) *lazyBackend {
+	return &lazyBackend{Instance: in, now: time.Now}
+}
+
+// get returns the open backend, or the error of the latest attempt.
+func (l *lazyBackend) get(ctx context.Context) (Backend, error) {
+	l.mu.Lock()
+	if l.b != nil {
+		b := l.b
+		l.mu.Unlock()
+		return b, nil
+	}
+	if l.opening == nil {
+		if l.lastErr != nil && l.now().Sub(l.lastTry) < retryAfter {
+			err := l.lastErr
+			l.mu.Unlock()
+			return nil, err
+		}
+		l.opening = make(chan struct{})
+		go l.open(l.opening)
+	}
+	wait := l.opening
+	l.mu.Unlock()
+
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: still opening: %w", ErrUnavailable, ctx.Err())
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b != nil {
+		return l.b, nil
+	}
+	return nil, l.lastErr
+}
+
+// Warm starts opening the backend without waiting, so the first request does
+// not pay for it, and reports the outcome.
+func (l *lazyBackend) warm(report func(error)) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+		defer cancel()
+		_, err := l.get(ctx)
+		report(err)
+	}()
+}
+
+func (l *lazyBackend) open(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	b, err := Open(ctx, l.Type, l.Settings)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastTry = l.now()
+	if err != nil {
+		l.lastErr = fmt.Errorf("cannot open: %w", err)
+	} else {
+		l.b, l.lastErr = b, nil
+	}
+	l.opening = nil
+	close(done)
+}
+
+func (l *lazyBackend) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.b == nil {
+		return nil
+	}
+	err := l.b.Close()
+	l.b = nil
+	return err
+}

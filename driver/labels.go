@@ -1,0 +1,186 @@
+package driver
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Secret labels are the only per-secret settings that reach a plugin: Swarm
+// stores a secret's driver options but never sends them. Every label under
+// LabelPrefix must be one of these; an unknown or malformed one is an error,
+// so a typo cannot silently change what a service receives.
+const (
+	LabelPrefix = "swarmkeep."
+	// LabelName is the stored name to read. Default: the secret's name, less
+	// the "<stack>_" prefix that docker stack deploy adds.
+	LabelName = LabelPrefix + "name"
+	// LabelVersion pins a stored version (1, 2, ...). Default: the latest.
+	LabelVersion = LabelPrefix + "version"
+	// LabelReuse "false" asks the engine for a per-task copy (DoNotReuse).
+	LabelReuse = LabelPrefix + "reuse"
+	// LabelEncoding says how the stored bytes are turned into the value.
+	LabelEncoding = LabelPrefix + "encoding"
+	// LabelBackend picks a configured backend instance by name.
+	LabelBackend = LabelPrefix + "backend"
+
+	// StackNamespaceLabel is set by docker stack deploy on every secret and
+	// service of a stack.
+	StackNamespaceLabel = "com.docker.stack.namespace"
+)
+
+// Encoding turns stored bytes into the delivered value.
+type Encoding string
+
+const (
+	// EncodingRaw delivers the stored bytes as they are.
+	EncodingRaw Encoding = "raw"
+	// EncodingBase64 treats the stored value as standard base64 text
+	// (padding optional, white space ignored) and delivers the
+	// decoded bytes, so binary values can be stored from a text source.
+	EncodingBase64 Encoding = "base64"
+)
+
+// Spec is what a secret's name and labels ask for.
+type Spec struct {
+	// Name is the stored name to read.
+	Name string
+	// Version is the pinned version, 0 for the latest.
+	Version uint64
+	// Reuse false means DoNotReuse: every task gets its own copy.
+	Reuse bool
+	// Encoding of the stored value.
+	Encoding Encoding
+	// Backend is the instance name; empty means the configured default.
+	Backend string
+	// Stack is the stack namespace label, if any.
+	Stack string
+}
+
+// LabelError is a bad swarmkeep label. Its text names the label and what a
+// valid value looks like; the value is quoted, since labels are not secret.
+type LabelError struct {
+	Label, Value, Want string
+}
+
+func (e *LabelError) Error() string {
+	if e.Value == "" && e.Want == "" {
+		return fmt.Sprintf("unknown label %s (known: %s)", e.Label, strings.Join(knownLabels(), ", "))
+	}
+	return fmt.Sprintf("label %s=%s is invalid, want %s", e.Label, quoteShort(e.Value), e.Want)
+}
+
+var labelParsers = map[string]func(*Spec, string) error{
+	LabelName: func(s *Spec, v string) error {
+		if v == "" || len(v) > 255 || strings.ContainsAny(v, " \t\r\n%") {
+			return &LabelError{LabelName, v, "a stored name of 1 to 255 characters without spaces"}
+		}
+		s.Name = v
+		return nil
+	},
+	LabelVersion: func(s *Spec, v string) error {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 {
+			return &LabelError{LabelVersion, v, "a version number of 1 or more"}
+		}
+		s.Version = n
+		return nil
+	},
+	LabelReuse: func(s *Spec, v string) error {
+		switch v {
+		case "true":
+			s.Reuse = true
+		case "false":
+			s.Reuse = false
+		default:
+			return &LabelError{LabelReuse, v, "true or false"}
+		}
+		return nil
+	},
+	LabelEncoding: func(s *Spec, v string) error {
+		switch Encoding(v) {
+		case EncodingRaw, EncodingBase64:
+			s.Encoding = Encoding(v)
+		default:
+			return &LabelError{LabelEncoding, v, "raw or base64"}
+		}
+		return nil
+	},
+	LabelBackend: func(s *Spec, v string) error {
+		if !validInstanceName(v) {
+			return &LabelError{LabelBackend, v, "a backend name of letters, digits, '-' and '_'"}
+		}
+		s.Backend = v
+		return nil
+	},
+}
+
+func knownLabels() []string {
+	out := make([]string, 0, len(labelParsers))
+	for k := range labelParsers {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ParseSpec reads a secret's name and labels. Labels are checked in sorted
+// order so the same bad secret always reports the same first error.
+func ParseSpec(secretName string, labels map[string]string) (Spec, error) {
+	spec := Spec{Reuse: true, Encoding: EncodingRaw, Stack: labels[StackNamespaceLabel]}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		if strings.HasPrefix(k, LabelPrefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parse, ok := labelParsers[k]
+		if !ok {
+			return Spec{}, &LabelError{Label: k}
+		}
+		if err := parse(&spec, labels[k]); err != nil {
+			return Spec{}, err
+		}
+	}
+	if spec.Name == "" {
+		spec.Name = defaultStoredName(secretName, spec.Stack)
+	}
+	return spec, nil
+}
+
+// defaultStoredName strips the "<stack>_" prefix docker stack deploy puts on
+// secret names, so one compose file reads the same stored names in any stack.
+func defaultStoredName(secretName, stack string) string {
+	if stack != "" {
+		if rest, ok := strings.CutPrefix(secretName, stack+"_"); ok && rest != "" {
+			return rest
+		}
+	}
+	return secretName
+}
+
+// validInstanceName: backend instance names appear in labels, settings and
+// metrics, so they stay short and plain.
+func validInstanceName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// quoteShort quotes a user-supplied string for an error line: at most 64
+// bytes, and never a '%', which the engine may pass through a format call.
+func quoteShort(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return strings.ReplaceAll(strconv.Quote(s), "%", "?")
+}

@@ -1,0 +1,67 @@
+package driver
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseSpec(t *testing.T) {
+	tests := []struct {
+		name    string
+		secret  string
+		labels  map[string]string
+		want    Spec
+		wantErr string
+	}{
+		{name: "defaults", secret: "db_password",
+			want: Spec{Name: "db_password", Reuse: true, Encoding: EncodingRaw}},
+		{name: "stack prefix stripped", secret: "demo_api_key", labels: map[string]string{StackNamespaceLabel: "demo"},
+			want: Spec{Name: "api_key", Reuse: true, Encoding: EncodingRaw, Stack: "demo"}},
+		{name: "other stack prefix kept", secret: "prod_api_key", labels: map[string]string{StackNamespaceLabel: "demo"},
+			want: Spec{Name: "prod_api_key", Reuse: true, Encoding: EncodingRaw, Stack: "demo"}},
+		{name: "prefix only kept", secret: "demo_", labels: map[string]string{StackNamespaceLabel: "demo"},
+			want: Spec{Name: "demo_", Reuse: true, Encoding: EncodingRaw, Stack: "demo"}},
+		{name: "explicit name wins over stack", secret: "demo_api_key",
+			labels: map[string]string{StackNamespaceLabel: "demo", LabelName: "shared/api"},
+			want:   Spec{Name: "shared/api", Reuse: true, Encoding: EncodingRaw, Stack: "demo"}},
+		{name: "all labels", secret: "s", labels: map[string]string{LabelVersion: "3", LabelReuse: "false",
+			LabelEncoding: "base64", LabelBackend: "vault-prod", "unrelated": "x"},
+			want: Spec{Name: "s", Version: 3, Reuse: false, Encoding: EncodingBase64, Backend: "vault-prod"}},
+		{name: "unknown label", secret: "s", labels: map[string]string{"swarmkeep.nmae": "x"}, wantErr: "unknown label swarmkeep.nmae"},
+		{name: "bad reuse", secret: "s", labels: map[string]string{LabelReuse: "maybe"}, wantErr: `swarmkeep.reuse="maybe" is invalid, want true or false`},
+		{name: "version zero", secret: "s", labels: map[string]string{LabelVersion: "0"}, wantErr: "swarmkeep.version"},
+		{name: "version text", secret: "s", labels: map[string]string{LabelVersion: "latest"}, wantErr: "swarmkeep.version"},
+		{name: "bad encoding", secret: "s", labels: map[string]string{LabelEncoding: "hex"}, wantErr: "raw or base64"},
+		{name: "empty name", secret: "s", labels: map[string]string{LabelName: ""}, wantErr: "swarmkeep.name"},
+		{name: "name with percent", secret: "s", labels: map[string]string{LabelName: "a%sb"}, wantErr: "swarmkeep.name"},
+		{name: "bad backend", secret: "s", labels: map[string]string{LabelBackend: "a b"}, wantErr: "swarmkeep.backend"},
+		{name: "first error is stable", secret: "s", labels: map[string]string{LabelReuse: "x", LabelEncoding: "y"}, wantErr: "swarmkeep.encoding"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseSpec(tc.secret, tc.labels)
+			if tc.wantErr != "" {
+				var le *LabelError
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.As(err, &le) {
+					t.Fatalf("got %v, want LabelError containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLabelErrorQuotesSafely(t *testing.T) {
+	_, err := ParseSpec("s", map[string]string{LabelReuse: strings.Repeat("%d", 100)})
+	msg := err.Error()
+	if strings.Contains(msg, "%") || len(msg) > 200 {
+		t.Fatalf("unsafe or long message: %q", msg)
+	}
+}
