@@ -1,0 +1,209 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver"
+)
+
+// VersionInfo describes one kept version, without its value.
+type VersionInfo struct {
+	Version uint64
+	Created time.Time
+	Size    int // bytes of the value
+}
+
+// Entry describes one stored name: its kept versions, oldest first.
+type Entry struct {
+	Name     string
+	Versions []VersionInfo
+}
+
+// Get returns the value of name at version, or the latest for 0. It is
+// the hot path (Swarm calls it for every task): with the record cached it
+// costs one Stat and one AEAD open. A value written by another process is
+// seen at once, since the Stat revision changes.
+//
+// Errors name the record and wrap driver.ErrNotFound, ErrInvalidRef,
+// ErrCorrupt or ErrUnavailable.
+func (s *Store) Get(ctx context.Context, name string, version uint64) (driver.Secret, error) {
+	if err := ValidateName(name); err != nil {
+		return driver.Secret{}, err
+	}
+	rec, err := s.load(ctx, name, true)
+	if err != nil {
+		return driver.Secret{}, err
+	}
+	v, err := rec.find(version)
+	if err != nil {
+		return driver.Secret{}, recordErr(name, err)
+	}
+	value, err := rec.open(s.id, v)
+	if err != nil {
+		return driver.Secret{}, recordErr(name, err)
+	}
+	return driver.Secret{Value: value, Version: v.num, Created: time.Unix(0, v.created)}, nil
+}
+
+// load returns name's record, parsed and MAC-checked, from the cache when
+// its revision still matches. A record sealed with a key we do not know
+// makes us reload the keyring and read again: that is how a reader
+// follows a rekey run by another process.
+func (s *Store) load(ctx context.Context, name string, useCache bool) (*record, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, recordErr(name, fmt.Errorf("%w: %w", driver.ErrUnavailable, err))
+	}
+	key := recordKey(name)
+	for attempt := 0; ; attempt++ {
+		if useCache {
+			rev, err := s.m.Stat(ctx, key)
+			if err != nil {
+				return nil, recordErr(name, plainNotFound(err))
+			}
+			if rec := s.cache.get(name, rev); rec != nil {
+				return rec, nil
+			}
+		}
+		blob, rev, err := s.m.Read(ctx, key)
+		if err != nil {
+			return nil, recordErr(name, plainNotFound(err))
+		}
+		rec, err := s.parse(blob, name, s.ringNow())
+		var uk unknownKeyError
+		if errors.As(err, &uk) && attempt < keyReloads {
+			if _, err := s.refreshRing(ctx); err != nil {
+				return nil, recordErr(name, err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, recordErr(name, err)
+		}
+		if useCache {
+			s.cache.put(name, rev, rec)
+		}
+		return rec, nil
+	}
+}
+
+// plainNotFound drops the medium's detail from a not-found error: the
+// record name says it all ("record "x": not found").
+func plainNotFound(err error) error {
+	if errors.Is(err, driver.ErrNotFound) {
+		return driver.ErrNotFound
+	}
+	return err
+}
+
+func (s *Store) parse(blob []byte, name string, ring *keyring) (*record, error) {
+	return parseRecord(blob, name, s.id, func(id uint32) *dataKey { return ring.keys[id] })
+}
+
+// Info describes name's kept versions without decrypting anything.
+func (s *Store) Info(ctx context.Context, name string) (Entry, error) {
+	if err := ValidateName(name); err != nil {
+		return Entry{}, err
+	}
+	rec, err := s.load(ctx, name, true)
+	if err != nil {
+		return Entry{}, err
+	}
+	if len(rec.versions) == 0 {
+		return Entry{}, recordErr(name, driver.ErrNotFound)
+	}
+	return rec.entry(), nil
+}
+
+// List calls fn with every stored name, in no particular order. It checks
+// each record's MAC but never decrypts a value. Damaged records do not
+// stop the listing: they are reported together in the returned error
+// (wrapping driver.ErrCorrupt). An error from fn stops it.
+func (s *Store) List(ctx context.Context, fn func(Entry) error) error {
+	var bad []error
+	err := s.eachRecord(ctx, func(name string, rec *record, err error) error {
+		if err != nil {
+			bad = append(bad, err)
+			return nil
+		}
+		if len(rec.versions) == 0 {
+			return nil // removed; kept only for its version counter
+		}
+		return fn(rec.entry())
+	})
+	if err != nil {
+		return err
+	}
+	return errors.Join(bad...)
+}
+
+// eachRecord loads every record on the medium, bypassing the cache so a
+// listing does not evict the records Get needs. Objects whose name cannot
+// be recovered are passed with name set to their location.
+func (s *Store) eachRecord(ctx context.Context, fn func(name string, rec *record, err error) error) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	err := s.m.List(ctx, recordPrefix, func(key string) error {
+		name := nameOfKey(key)
+		if ValidateName(name) != nil {
+			return fn(name, nil, corrupt("object %q has no valid record name", key))
+		}
+		rec, err := s.load(ctx, name, false)
+		if errors.Is(err, driver.ErrNotFound) {
+			return nil // removed since listed
+		}
+		return fn(name, rec, err)
+	})
+	var objs badObjects
+	if errors.As(err, &objs) {
+		for _, o := range objs {
+			if err := fn(o.where, nil, fmt.Errorf("%s: %w", o.where, o.err)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return err
+}
+
+// Verify opens every version of every record, calling fn (if not nil)
+// with each record's name and nil or the reason it failed. It returns how
+// many records opened and how many did not; err is for failures that stop
+// the check (the medium cannot be listed), not for bad records.
+func (s *Store) Verify(ctx context.Context, fn func(name string, err error)) (ok, bad int, err error) {
+	err = s.eachRecord(ctx, func(name string, rec *record, err error) error {
+		if err == nil {
+			err = s.openAll(name, rec)
+		}
+		if err == nil && len(rec.versions) == 0 {
+			return nil
+		}
+		if err != nil {
+			bad++
+		} else {
+			ok++
+		}
+		if fn != nil {
+			fn(name, err)
+		}
+		return nil
+	})
+	return ok, bad, err
+}
+
+func (s *Store) openAll(name string, rec *record) error {
+	for i := range rec.versions {
+		pt, err := rec.open(s.id, &rec.versions[i])
+		if err != nil {
+			return recordErr(name, err)
+		}
+		clear(pt)
+	}
+	return nil
+}
