@@ -28,13 +28,30 @@ var (
 	ErrDenied = errors.New("access denied")
 )
 
-// Ref says which stored value a request wants.
+// Ref says which stored value a request wants, with the request's context
+// for backends that map names to paths through a template.
 type Ref struct {
 	// Name is the stored name, already resolved from labels and the
 	// secret's name.
 	Name string
 	// Version pins a version; 0 means the latest.
 	Version uint64
+	// Path overrides a backend's path template (swarmkeep.path); empty
+	// means the backend's default mapping of Name.
+	Path string
+	// Field picks one field of a structured value (swarmkeep.field);
+	// empty means the whole value.
+	Field string
+	// Reuse false means the engine gets a per-task copy; caches must not
+	// keep such a value.
+	Reuse bool
+
+	// Request context: the secret's full name, its stack namespace, the
+	// requesting service and the secret's labels.
+	Secret  string
+	Stack   string
+	Service string
+	Labels  map[string]string
 }
 
 // Secret is what a backend answers.
@@ -42,6 +59,14 @@ type Secret struct {
 	Value   []byte
 	Version uint64
 	Created time.Time
+	// Varies is set when the value depends on the requesting service or
+	// task (a path template over them): the driver then answers
+	// DoNotReuse, since tasks on one node would otherwise share one copy.
+	Varies bool
+	// Stale is set when a cache answered a last-known-good copy because
+	// the backend could not; Age is how old that copy is.
+	Stale bool
+	Age   time.Duration
 }
 
 // Backend reads stored values. Implementations must honour ctx's deadline,

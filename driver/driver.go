@@ -32,9 +32,14 @@ type Event struct {
 	// Version is the stored version served, when known.
 	Version uint64
 	// Size is the delivered value's length in bytes.
-	Size  int
-	Class Class
-	Err   error
+	Size int
+	// Stale: a cache answered a last-known-good copy of Age.
+	Stale bool
+	Age   time.Duration
+	// DoNotReuse is what the engine was told.
+	DoNotReuse bool
+	Class      Class
+	Err        error
 	// Line is the Err line answered to the engine, empty on success.
 	Line    string
 	Latency time.Duration
@@ -142,7 +147,7 @@ func (d *Driver) Get(ctx context.Context, req Request) Response {
 	}
 	ev.Size = len(value)
 	d.observe(ev)
-	return Response{Value: value, DoNotReuse: !ev.Spec.Reuse}
+	return Response{Value: value, DoNotReuse: ev.DoNotReuse}
 }
 
 func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error) {
@@ -164,11 +169,16 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", name, err)
 	}
-	sec, err := getBounded(ctx, b, Ref{Name: spec.Name, Version: spec.Version})
+	ref := Ref{
+		Name: spec.Name, Version: spec.Version, Path: spec.Path, Field: spec.Field, Reuse: spec.Reuse,
+		Secret: req.SecretName, Stack: spec.Stack, Service: req.ServiceName, Labels: req.SecretLabels,
+	}
+	sec, err := getBounded(ctx, b, ref)
 	if err != nil {
 		return nil, &refError{name: spec.Name, err: fmt.Errorf("backend %s: %w", name, err)}
 	}
-	ev.Version = sec.Version
+	ev.Version, ev.Stale, ev.Age = sec.Version, sec.Stale, sec.Age
+	ev.DoNotReuse = !spec.Reuse || sec.Varies
 	value, err := decodeValue(spec.Encoding, sec.Value)
 	if err != nil {
 		return nil, fmt.Errorf("stored %s version %d: %w", quoteShort(spec.Name), sec.Version, err)

@@ -24,6 +24,10 @@ const (
 	LabelEncoding = LabelPrefix + "encoding"
 	// LabelBackend picks a configured backend instance by name.
 	LabelBackend = LabelPrefix + "backend"
+	// LabelPath overrides a remote backend's path template (Vault).
+	LabelPath = LabelPrefix + "path"
+	// LabelField picks one field of a structured value (Vault).
+	LabelField = LabelPrefix + "field"
 
 	// StackNamespaceLabel is set by docker stack deploy on every secret and
 	// service of a stack.
@@ -54,6 +58,9 @@ type Spec struct {
 	Encoding Encoding
 	// Backend is the instance name; empty means the configured default.
 	Backend string
+	// Path and Field address a value in a remote backend.
+	Path  string
+	Field string
 	// Stack is the stack namespace label, if any.
 	Stack string
 }
@@ -105,6 +112,20 @@ var labelParsers = map[string]func(*Spec, string) error{
 		default:
 			return &LabelError{LabelEncoding, v, "raw or base64"}
 		}
+		return nil
+	},
+	LabelPath: func(s *Spec, v string) error {
+		if v == "" || len(v) > 512 || strings.ContainsAny(v, " \t\r\n%?#") || strings.Contains(v, "..") || strings.HasPrefix(v, "/") {
+			return &LabelError{LabelPath, v, "a relative path without spaces, '..', '?', '#' or a leading '/'"}
+		}
+		s.Path = v
+		return nil
+	},
+	LabelField: func(s *Spec, v string) error {
+		if v == "" || len(v) > 255 || strings.ContainsAny(v, "\r\n%") {
+			return &LabelError{LabelField, v, "a field name of 1 to 255 characters"}
+		}
+		s.Field = v
 		return nil
 	},
 	LabelBackend: func(s *Spec, v string) error {

@@ -65,3 +65,18 @@ func TestLabelErrorQuotesSafely(t *testing.T) {
 		t.Fatalf("unsafe or long message: %q", msg)
 	}
 }
+
+func TestParseSpecPathAndField(t *testing.T) {
+	got, err := ParseSpec("s", map[string]string{LabelPath: "apps/web/db", LabelField: "password"})
+	if err != nil || got.Path != "apps/web/db" || got.Field != "password" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	for _, bad := range []string{"", "/abs", "a/../b", "a b", "a?x=1", "a#f"} {
+		if _, err := ParseSpec("s", map[string]string{LabelPath: bad}); err == nil {
+			t.Errorf("path %q accepted", bad)
+		}
+	}
+	if _, err := ParseSpec("s", map[string]string{LabelField: ""}); err == nil {
+		t.Error("empty field accepted")
+	}
+}
