@@ -62,7 +62,8 @@ type Options struct {
 
 // Driver answers GetSecret requests. It is safe for concurrent use.
 type Driver struct {
-	backends map[string]*lazyBackend
+	backends map[string]Backend
+	lazy     map[string]*lazyBackend
 	dflt     string
 	timeout  time.Duration
 	observe  Observer
@@ -81,7 +82,7 @@ func New(o Options) (*Driver, error) {
 	if o.Timeout < MinTimeout || o.Timeout > MaxTimeout {
 		return nil, fmt.Errorf("request timeout %s out of range %s..%s", o.Timeout, MinTimeout, MaxTimeout)
 	}
-	d := &Driver{backends: map[string]*lazyBackend{}, timeout: o.Timeout, observe: o.Observer}
+	d := &Driver{backends: map[string]Backend{}, lazy: map[string]*lazyBackend{}, timeout: o.Timeout, observe: o.Observer}
 	if d.observe == nil {
 		d.observe = func(Event) {}
 	}
@@ -92,7 +93,12 @@ func New(o Options) (*Driver, error) {
 		if _, dup := d.backends[in.Name]; dup {
 			return nil, fmt.Errorf("backend %s configured twice", in.Name)
 		}
-		d.backends[in.Name] = newLazy(in)
+		lb := newLazy(in)
+		d.lazy[in.Name] = lb
+		d.backends[in.Name] = lb
+		if in.Wrap != nil {
+			d.backends[in.Name] = in.Wrap(lb)
+		}
 	}
 	d.dflt = o.Default
 	if d.dflt == "" {
@@ -113,7 +119,7 @@ func New(o Options) (*Driver, error) {
 func (d *Driver) Warm(report func(name string, err error)) {
 	for _, name := range d.BackendNames() {
 		name := name
-		d.backends[name].warm(func(err error) { report(name, err) })
+		d.lazy[name].warm(func(err error) { report(name, err) })
 	}
 }
 
@@ -161,13 +167,9 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 		name = d.dflt
 	}
 	ev.Backend = name
-	lb, ok := d.backends[name]
+	b, ok := d.backends[name]
 	if !ok {
 		return nil, fmt.Errorf("%w %s (configured: %s)", errUnknownBackend, quoteShort(name), strings.Join(d.BackendNames(), ", "))
-	}
-	b, err := lb.get(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("backend %s: %w", name, err)
 	}
 	ref := Ref{
 		Name: spec.Name, Version: spec.Version, Path: spec.Path, Field: spec.Field, Reuse: spec.Reuse,
@@ -253,7 +255,7 @@ func (d *Driver) Drain(timeout time.Duration) bool {
 func (d *Driver) Close() error {
 	var errs []error
 	for _, name := range d.BackendNames() {
-		if err := d.backends[name].close(); err != nil {
+		if err := d.backends[name].Close(); err != nil {
 			errs = append(errs, fmt.Errorf("backend %s: %w", name, err))
 		}
 	}

@@ -218,7 +218,7 @@ func TestLazyBackendRetriesAfterFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	d.backends["local"].now = func() time.Time { return now }
+	d.lazy["local"].now = func() time.Time { return now }
 	if resp := d.Get(context.Background(), Request{SecretName: "a"}); !strings.Contains(resp.Err, "cannot open") {
 		t.Fatalf("first: %q", resp.Err)
 	}

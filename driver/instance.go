@@ -13,6 +13,11 @@ type Instance struct {
 	Name     string
 	Type     string
 	Settings Settings
+	// Wrap, when set, wraps the instance's backend, for example in a cache.
+	// It wraps the lazy opener, so the wrapper answers (say, from a
+	// last-known-good copy) even while the backend cannot be opened. The
+	// wrapper's Close must close the backend it wraps.
+	Wrap func(Backend) Backend
 }
 
 const (
@@ -103,7 +108,17 @@ func (l *lazyBackend) open(done chan struct{}) {
 	close(done)
 }
 
-func (l *lazyBackend) close() error {
+// Get opens the backend if needed and asks it.
+func (l *lazyBackend) Get(ctx context.Context, ref Ref) (Secret, error) {
+	b, err := l.get(ctx)
+	if err != nil {
+		return Secret{}, err
+	}
+	return b.Get(ctx, ref)
+}
+
+// Close closes the backend if it was opened.
+func (l *lazyBackend) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.b == nil {
