@@ -1,0 +1,77 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBackendsDefault(t *testing.T) {
+	c, err := LoadConfig(envOf(map[string]string{EnvPassphraseFile: "/etc/swarmkeep/pass"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Backends) != 1 || c.Default != "local" {
+		t.Fatalf("%+v", c.Backends)
+	}
+	b := c.Backends[0]
+	if b.Type != "file" || b.Cache.Enabled || b.Settings["dir"] != DefaultStoreDir || b.Settings["passphrase_file"] != "/etc/swarmkeep/pass" {
+		t.Fatalf("%+v", b)
+	}
+}
+
+func TestBackendsSpec(t *testing.T) {
+	c, err := LoadConfig(envOf(map[string]string{
+		EnvBackends: `local:file
+		  shared:etcd?endpoints=https://127.0.0.1:2379,https://127.0.0.1:22379&tls_ca=/etc/swarmkeep/etcd/ca.pem&cache_ttl=10s&max_stale=2h
+		  ; vault-prod:VAULT?address=https://127.0.0.1:8200&auth=approle&role_id_file=/etc/swarmkeep/v/role&cache=off&timeout=1s`,
+		EnvDefaultBackend: "shared",
+		EnvRequestTimeout: "4s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Backends) != 3 || c.Default != "shared" {
+		t.Fatalf("%+v", c.Backends)
+	}
+	e := c.Backends[1]
+	if e.Type != "etcd" || e.Settings["endpoints"] != "https://127.0.0.1:2379,https://127.0.0.1:22379" ||
+		e.Settings["key_file"] != DefaultKeyFile || e.Settings["cache_ttl"] != "" {
+		t.Fatalf("etcd settings: %+v", e.Settings)
+	}
+	if !e.Cache.Enabled || e.Cache.TTL != 10*time.Second || e.Cache.MaxStale != 2*time.Hour ||
+		e.Cache.Timeout != 1600*time.Millisecond || e.Cache.LKGDir != DefaultLKGDir+"/shared" {
+		t.Fatalf("etcd cache: %+v", e.Cache)
+	}
+	v := c.Backends[2]
+	if v.Type != "vault" || v.Cache.Enabled || v.Cache.Timeout != time.Second || v.Settings["key_file"] != "" {
+		t.Fatalf("vault: %+v", v)
+	}
+	if got := c.Instances(); len(got) != 3 || got[2].Name != "vault-prod" {
+		t.Fatalf("%+v", got)
+	}
+}
+
+func TestBackendsErrors(t *testing.T) {
+	for spec, want := range map[string]string{
+		"local":                            "want NAME:TYPE",
+		"a:file a:file":                    "listed twice",
+		"a:etcd?cache_ttl=soon":            "cache_ttl",
+		"a:etcd?timeout=10s":               "timeout",
+		"a:etcd?cache=maybe":               "cache=",
+		"a:etcd?cache_size=0":              "cache_size",
+		"a:vault?token_file=relative/path": "absolute path",
+		"a:etcd?x=1&x=2":                   "given 2 times",
+		"a:etcd?%zz":                       "bad settings",
+		" ; ":                              "no backend listed",
+	} {
+		_, err := LoadConfig(envOf(map[string]string{EnvBackends: spec}))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", spec, err, want)
+		}
+	}
+	if _, err := LoadConfig(envOf(map[string]string{EnvBackends: "a:file", EnvDefaultBackend: "b"})); err == nil ||
+		!strings.Contains(err.Error(), "not listed") {
+		t.Errorf("default: %v", err)
+	}
+}

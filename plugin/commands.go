@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver/store"
+)
+
+func init() {
+	register("init", command{
+		summary: "create the encrypted store (and a key file if none exists)",
+		usage: `Usage: swarmkeep init [--max-versions N] [store flags]
+
+Creates an empty store. With a key file (the default), a new random key is
+written there first unless the file exists (mode 0400). Back the key up:
+without it the store cannot be read. With --passphrase-file, the key is
+derived from the passphrase with argon2id.
+
+  --max-versions N   versions kept per name; older ones are pruned on put (default 10)
+` + storeFlagsUsage,
+		run: runInit,
+	})
+	register("put", command{
+		summary: "store a new version of a value (from stdin or --file)",
+		usage: `Usage: swarmkeep put NAME [--file FILE] [store flags]
+
+Stores the value as a new version of NAME. The value comes from FILE, from
+stdin, or is typed at a hidden prompt; never from the command line. The bytes
+are stored exactly (printf, not echo, avoids a trailing newline). A running
+plugin serves the new version to the next task.
+
+  --file FILE   read the value from FILE ("-" is stdin)
+` + storeFlagsUsage,
+		run: runPut(),
+	})
+	register("get", command{
+		summary: "write a stored value to stdout",
+		usage:   "Usage: swarmkeep get NAME [--version N] [store flags]\n\n  --version N   a pinned version (default the latest)\n" + storeFlagsUsage,
+		run:     runGet(),
+	})
+	register("ls", command{
+		summary: "list names, versions, dates and sizes (never values)",
+		usage:   "Usage: swarmkeep ls [NAME] [store flags]\n\nWithout NAME, one line per name; with NAME, one line per version.\n" + storeFlagsUsage,
+		run:     storeCommand("ls", -1, "at most one NAME", nil, runLs),
+	})
+	register("rm", command{
+		summary: "remove a name, or one version of it",
+		usage:   "Usage: swarmkeep rm NAME [--version N] [store flags]\n\n  --version N   remove only this version (default: the name and all its versions)\n" + storeFlagsUsage,
+		run:     runRm(),
+	})
+	register("rekey", command{
+		summary: "re-encrypt every record under a new data key, or change the key file",
+		usage: `Usage: swarmkeep rekey [--new-key-file FILE | --new-passphrase-file FILE] [store flags]
+
+Without flags: makes a new data key and re-encrypts every record with it. A
+running plugin keeps serving throughout; an interrupted rekey is finished by
+running it again.
+
+With --new-key-file (created if missing) or --new-passphrase-file: wraps the
+data keys under the new key instead. Update the plugin's KEY_FILE or
+PASSPHRASE_FILE (or replace the file at its path) afterwards.
+` + storeFlagsUsage,
+		run: runRekey(),
+	})
+	register("verify", command{
+		summary: "open every version of every record and report any that fail",
+		usage:   "Usage: swarmkeep verify [store flags]\n\nExits 1 when a record is tampered, corrupt or sealed with another key.\n" + storeFlagsUsage,
+		run:     storeCommand("verify", 0, "no arguments", nil, runVerify),
+	})
+}
+
+func runInit(env *cliEnv, args []string) error {
+	fset := flag.NewFlagSet("init", flag.ContinueOnError)
+	var sf storeFlags
+	sf.bind(fset, env)
+	maxVersions := fset.Int("max-versions", 10, "versions kept per name")
+	pos, err := parseArgs(fset, args)
+	if err != nil {
+		return err
+	}
+	if err := exactArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	if *maxVersions < 1 {
+		return fmt.Errorf("%w: --max-versions must be 1 or more", errUsage)
+	}
+	if sf.passFile == "" {
+		switch _, err := os.Stat(sf.keyFile); {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := store.GenerateKeyFile(sf.keyFile); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "wrote a new key to %s: back it up, the store cannot be read without it\n", sf.keyFile)
+		case err != nil:
+			return err
+		}
+	}
+	m, err := store.OpenDir(sf.dir)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	s, err := store.Init(context.Background(), m, sf.keySource(), store.InitOptions{MaxVersions: *maxVersions})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Fprintf(env.stdout, "initialised store %s at %s\n", s.ID(), sf.dir)
+	return nil
+}
+
+func runPut() func(*cliEnv, []string) error {
+	var file string
+	return storeCommand("put", 1, "NAME", func(fs *flag.FlagSet) {
+		fs.StringVar(&file, "file", "", "read the value from FILE")
+	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+		if err := store.ValidateName(pos[0]); err != nil {
+			return err
+		}
+		v, err := readValue(env, file)
+		if err != nil {
+			return err
+		}
+		ver, err := s.Put(ctx, pos[0], v)
+		clear(v)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stderr, "stored %s version %d\n", pos[0], ver)
+		return nil
+	})
+}
+
+func runGet() func(*cliEnv, []string) error {
+	var version uint64
+	return storeCommand("get", 1, "NAME", func(fs *flag.FlagSet) {
+		fs.Uint64Var(&version, "version", 0, "version")
+	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+		sec, err := s.Get(ctx, pos[0], version)
+		if err != nil {
+			return err
+		}
+		_, err = env.stdout.Write(sec.Value)
+		clear(sec.Value)
+		return err
+	})
+}
+
+func runLs(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	if len(pos) == 1 {
+		e, err := s.Info(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(tw, "VERSION\tCREATED\tSIZE")
+		for _, v := range e.Versions {
+			fmt.Fprintf(tw, "%d\t%s\t%d\n", v.Version, v.Created.UTC().Format(time.RFC3339), v.Size)
+		}
+		return nil
+	}
+	fmt.Fprintln(tw, "NAME\tVERSIONS\tLATEST\tUPDATED\tSIZE")
+	return s.List(ctx, func(e store.Entry) error {
+		if len(e.Versions) == 0 {
+			return nil
+		}
+		last := e.Versions[len(e.Versions)-1]
+		_, err := fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", e.Name, len(e.Versions), last.Version, last.Created.UTC().Format(time.RFC3339), last.Size)
+		return err
+	})
+}
+
+func runRm() func(*cliEnv, []string) error {
+	var version uint64
+	return storeCommand("rm", 1, "NAME", func(fs *flag.FlagSet) {
+		fs.Uint64Var(&version, "version", 0, "version")
+	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+		if err := s.Remove(ctx, pos[0], version); err != nil {
+			return err
+		}
+		if version == 0 {
+			fmt.Fprintf(env.stderr, "removed %s\n", pos[0])
+		} else {
+			fmt.Fprintf(env.stderr, "removed %s version %d\n", pos[0], version)
+		}
+		return nil
+	})
+}
+
+func runRekey() func(*cliEnv, []string) error {
+	var newKey, newPass string
+	return storeCommand("rekey", 0, "no arguments", func(fs *flag.FlagSet) {
+		fs.StringVar(&newKey, "new-key-file", "", "wrap the data keys under this key file")
+		fs.StringVar(&newPass, "new-passphrase-file", "", "wrap the data keys under this passphrase")
+	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+		switch {
+		case newKey != "" && newPass != "":
+			return fmt.Errorf("%w: give --new-key-file or --new-passphrase-file, not both", errUsage)
+		case newPass != "":
+			if err := s.ChangeKEK(ctx, store.PassphraseFile(newPass)); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stderr, "data keys now wrapped under the passphrase in %s\n", newPass)
+			return nil
+		case newKey != "":
+			if _, err := os.Stat(newKey); errors.Is(err, fs.ErrNotExist) {
+				if err := store.GenerateKeyFile(newKey); err != nil {
+					return err
+				}
+				fmt.Fprintf(env.stderr, "wrote a new key to %s: back it up\n", newKey)
+			}
+			if err := s.ChangeKEK(ctx, store.KeyFile(newKey)); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stderr, "data keys now wrapped under %s\n", newKey)
+			return nil
+		}
+		st, err := s.Rekey(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stderr, "re-encrypted %s records under a new data key; %d old key(s) retired\n", strconv.Itoa(st.Records), st.OldKeys)
+		return nil
+	})
+}
+
+func runVerify(ctx context.Context, env *cliEnv, s *store.Store, _ []string) error {
+	ok, bad, err := s.Verify(ctx, func(name string, err error) {
+		fmt.Fprintf(env.stdout, "FAIL %s: %v\n", name, err)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "%d record(s) open, %d failed\n", ok, bad)
+	if bad > 0 {
+		return fmt.Errorf("%d record(s) cannot be opened: restore them from a backup or put them again", bad)
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"io"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/swarmkeep/swarmkeep/driver"
+)
+
+func newLogger(w io.Writer, lvl logrus.Level) *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(w)
+	l.SetLevel(lvl)
+	l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
+	return l
+}
+
+// logObserver logs every answer with the task's context. Failures go out at
+// warning level because Swarm logs driver errors only at debug and shows the
+// user "secret not found": this line is where the real cause is read. The
+// value is never logged; its size is.
+func logObserver(log logrus.FieldLogger) driver.Observer {
+	return func(ev driver.Event) {
+		f := logrus.Fields{"outcome": string(ev.Class), "latency_ms": float64(ev.Latency.Microseconds()) / 1000}
+		if r := ev.Request; r != nil {
+			for k, v := range map[string]string{
+				"secret": r.SecretName, "service": r.ServiceName, "service_id": r.ServiceID,
+				"task": r.TaskName, "task_id": r.TaskID, "node": r.NodeID, "image": r.TaskImage,
+			} {
+				if v != "" {
+					f[k] = v
+				}
+			}
+		}
+		if ev.Spec.Name != "" {
+			f["stored"] = ev.Spec.Name
+		}
+		if ev.Backend != "" {
+			f["backend"] = ev.Backend
+		}
+		if ev.Class != driver.ClassOK {
+			log.WithFields(f).Warn(ev.Line)
+			return
+		}
+		f["version"] = ev.Version
+		f["size"] = ev.Size
+		f["do_not_reuse"] = ev.DoNotReuse
+		if ev.Stale {
+			// Worth a warning: the backend is down and tasks get an old copy.
+			f["age"] = ev.Age.Round(time.Second).String()
+			log.WithFields(f).Warn("backend unavailable: served the last-known-good copy")
+			return
+		}
+		log.WithFields(f).Debug("secret served")
+	}
+}

@@ -1,0 +1,144 @@
+// Command swarmkeep is the swarmkeep plugin binary. Its serve command is the
+// managed plugin's entrypoint; its other commands manage the encrypted store
+// from a manager host. Values never travel in argv: put reads stdin or a file.
+//
+// This package is the only one that reads the environment, sets up logging and
+// picks backends; everything else lives in driver/.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// command is one subcommand: its one-line summary, usage text and body.
+type command struct {
+	summary string
+	usage   string
+	run     func(env *cliEnv, args []string) error
+}
+
+var commands = map[string]command{}
+
+func register(name string, c command) { commands[name] = c }
+
+// cliEnv is what commands read and write, so tests can drive them.
+type cliEnv struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// errUsage marks an error whose fix is the command's usage text.
+var errUsage = errors.New("usage")
+
+func main() {
+	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	os.Exit(run(env, os.Args[1:]))
+}
+
+func run(env *cliEnv, args []string) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			if c, ok := commands[args[1]]; ok {
+				fmt.Fprint(env.stdout, c.usage)
+				return 0
+			}
+		}
+		printHelp(env.stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(env.stderr, "swarmkeep: unknown command %q; run swarmkeep --help\n", args[0])
+		return 2
+	}
+	err := c.run(env, args[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(env.stdout, c.usage)
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(env.stderr, "swarmkeep %s: %v\n\n%s", args[0], err, c.usage)
+		return 2
+	default:
+		fmt.Fprintf(env.stderr, "swarmkeep %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprintf(w, "swarmkeep %s: Docker Swarm secrets driver with an encrypted store\n\nUsage: swarmkeep COMMAND [flags]\n\nCommands:\n", version)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprint(w, "\nRun swarmkeep COMMAND --help for a command's flags.\n")
+}
+
+// parseArgs parses flags anywhere among the arguments (Go's flag package
+// stops at the first positional one) and returns the positionals.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// exactArgs checks the number of positionals.
+func exactArgs(pos []string, n int, what string) error {
+	if len(pos) != n {
+		return fmt.Errorf("%w: want %s, got %d argument(s): %s", errUsage, what, len(pos), strings.Join(pos, " "))
+	}
+	return nil
+}
+
+func init() {
+	register("version", command{
+		summary: "print the version",
+		usage:   "Usage: swarmkeep version\n",
+		run: func(env *cliEnv, args []string) error {
+			pos, err := parseArgs(flag.NewFlagSet("version", flag.ContinueOnError), args)
+			if err != nil {
+				return err
+			}
+			if err := exactArgs(pos, 0, "no arguments"); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.stdout, "swarmkeep %s\n", version)
+			return nil
+		},
+	})
+}

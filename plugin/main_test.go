@@ -1,0 +1,47 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the binary's command line in-process.
+func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &cliEnv{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: envOf(env)}
+	code = run(e, args)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpAndDispatch(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "", "--help")
+	if code != 0 {
+		t.Fatalf("help exit %d", code)
+	}
+	for _, c := range []string{"serve", "init", "put", "get", "ls", "rm", "rekey", "verify", "version"} {
+		if !strings.Contains(out, "\n  "+c+" ") {
+			t.Errorf("help lacks %s:\n%s", c, out)
+		}
+		code, usage, _ := runCLI(t, nil, "", c, "--help")
+		if code != 0 || !strings.HasPrefix(usage, "Usage: swarmkeep "+c) {
+			t.Errorf("%s --help: exit %d, %q", c, code, usage)
+		}
+	}
+	if code, _, errOut := runCLI(t, nil, "", "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, nil, "", "put"); code != 2 || !strings.Contains(errOut, "want NAME") {
+		t.Fatalf("put without name: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, nil, "", "get", "a", "b"); code != 2 || !strings.Contains(errOut, "Usage:") {
+		t.Fatalf("get two names: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, nil, "", "ls", "--bogus"); code != 2 || !strings.Contains(errOut, "bogus") {
+		t.Fatalf("bad flag: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, map[string]string{EnvLogLevel: "loud"}, "", "serve"); code != 1 || !strings.Contains(errOut, "LOG_LEVEL") {
+		t.Fatalf("serve bad env: %d %q", code, errOut)
+	}
+}

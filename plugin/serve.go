@@ -1,0 +1,114 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/docker/go-connections/sockets"
+	"github.com/sirupsen/logrus"
+	"github.com/swarmkeep/swarmkeep/driver"
+	_ "github.com/swarmkeep/swarmkeep/driver/store" // registers the "file" backend
+)
+
+// drainTimeout bounds how long a stop waits for requests in flight; it is
+// above the largest request deadline so no answered request is cut off.
+const drainTimeout = driver.MaxTimeout + time.Second
+
+func init() {
+	register("serve", command{
+		summary: "run the plugin: answer the engine on the plugin socket",
+		usage: `Usage: swarmkeep serve
+
+Runs the secretprovider plugin. This is the managed plugin's entrypoint; it
+reads its settings from the environment (config.json's Env):
+
+  LOG_LEVEL        debug, info, warn or error (default info)
+  REQUEST_TIMEOUT  deadline for one GetSecret answer (default 5s, 100ms..25s)
+  STORE_DIR        local store folder (default /var/lib/swarmkeep/store)
+  KEY_FILE         key file (default /etc/swarmkeep/key)
+  PASSPHRASE_FILE  passphrase file, used instead of KEY_FILE when set
+  SOCKET           socket name under /run/docker/plugins, or an absolute path
+                   (default swarmkeep)
+
+It stops on SIGTERM or SIGINT after the requests in flight are answered.
+`,
+		run: runServe,
+	})
+}
+
+func runServe(env *cliEnv, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := exactArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(env.getenv)
+	if err != nil {
+		return fmt.Errorf("bad settings (fix with docker plugin set): %w", err)
+	}
+	log := newLogger(env.stderr, cfg.LogLevel)
+	d, err := driver.New(driver.Options{
+		Instances: cfg.Instances(),
+		Default:   cfg.Default,
+		Timeout:   cfg.Timeout,
+		Observer:  logObserver(log),
+	})
+	if err != nil {
+		return err
+	}
+	l, err := listenUnix(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	log.WithFields(logrus.Fields{"socket": cfg.Socket, "version": version, "timeout": cfg.Timeout}).Info("swarmkeep serving")
+	d.Warm(func(name string, err error) {
+		if err != nil {
+			log.WithField("backend", name).Warnf("backend not ready, will retry on the next request: %v", err)
+			return
+		}
+		log.WithField("backend", name).Info("backend ready")
+	})
+
+	served := make(chan error, 1)
+	go func() { served <- driver.NewHandler(d).Serve(l) }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		log.Infof("stopping on %s", s)
+	case err := <-served:
+		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving %s: %w", cfg.Socket, err)
+		}
+	}
+	_ = l.Close()
+	if !d.Drain(drainTimeout) {
+		log.Warn("stopped with requests still in flight")
+	}
+	_ = os.Remove(cfg.Socket)
+	return d.Close()
+}
+
+// listenUnix opens the plugin socket, root-only (0660 root:root), replacing a
+// stale one left by a crash.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket folder: %w", err)
+	}
+	l, err := sockets.NewUnixSocket(path, 0)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	return l, nil
+}
