@@ -46,6 +46,9 @@ func TestStoreCommands(t *testing.T) {
 	if got := mustRun(t, env, "", "get", "db"); got != "two\n" {
 		t.Fatalf("get latest: %q", got)
 	}
+	if got := mustRun(t, nil, "", "--store", env[EnvCLIStore], "--key-file="+env[EnvCLIKeyFile], "get", "db"); got != "two\n" {
+		t.Fatalf("global flags before the command: %q", got)
+	}
 	if got := mustRun(t, env, "", "get", "--version", "1", "db"); got != "one" {
 		t.Fatalf("get v1 (flag before name): %q", got)
 	}

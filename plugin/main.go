@@ -46,6 +46,7 @@ func main() {
 }
 
 func run(env *cliEnv, args []string) int {
+	args = commandFirst(args)
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {
@@ -91,6 +92,32 @@ func printHelp(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprint(w, "\nRun swarmkeep COMMAND --help for a command's flags.\n")
+}
+
+// globalFlags take a value and may stand before the command, as in
+// swarmkeep --store DIR ls.
+var globalFlags = map[string]bool{"store": true, "key-file": true, "passphrase-file": true, "backend": true, "backends": true}
+
+// commandFirst moves global flags that precede the command behind it, where
+// the command's own flag set parses them.
+func commandFirst(args []string) []string {
+	var lead []string
+	for len(args) > 0 && strings.HasPrefix(args[0], "--") && args[0] != "--help" {
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(args[0], "--"), "=")
+		if !globalFlags[name] {
+			break
+		}
+		lead = append(lead, args[0])
+		args = args[1:]
+		if !hasValue && len(args) > 0 {
+			lead = append(lead, args[0])
+			args = args[1:]
+		}
+	}
+	if len(lead) == 0 || len(args) == 0 {
+		return append(lead, args...)
+	}
+	return append(append([]string{args[0]}, lead...), args[1:]...)
 }
 
 // parseArgs parses flags anywhere among the arguments (Go's flag package
