@@ -177,7 +177,8 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 	}
 	sec, err := getBounded(ctx, b, ref)
 	if err != nil {
-		return nil, &refError{name: spec.Name, err: fmt.Errorf("backend %s: %w", name, err)}
+		return nil, &refError{name: spec.Name, backend: name, typ: d.lazy[name].Type, deflt: name == d.dflt,
+			err: fmt.Errorf("backend %s: %w", name, err)}
 	}
 	ev.Version, ev.Stale, ev.Age = sec.Version, sec.Stale, sec.Age
 	ev.DoNotReuse = !spec.Reuse || sec.Varies

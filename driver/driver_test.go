@@ -117,7 +117,7 @@ func TestDriverGet(t *testing.T) {
 		{name: "stack", secret: "demo_api_key", labels: map[string]string{StackNamespaceLabel: "demo"}, want: "k"},
 		{name: "base64", secret: "b64", labels: map[string]string{LabelEncoding: "base64"}, want: "hello"},
 		{name: "max size", secret: "max", want: strings.Repeat("x", MaxValueBytes)},
-		{name: "missing", secret: "nope", wantErrParts: []string{`secret "nope"`, "not found", "fix: store it on a manager with: swarmkeep put nope"}},
+		{name: "missing", secret: "nope", wantErrParts: []string{`secret "nope"`, "not found", "fix: write the value to backend local"}},
 		{name: "missing version", secret: "db", labels: map[string]string{LabelVersion: "9"}, wantErrParts: []string{"version 9", "not found"}},
 		{name: "bad label", secret: "db", labels: map[string]string{LabelReuse: "maybe"}, wantErrParts: []string{"swarmkeep.reuse", "fix: recreate the secret"}},
 		{name: "unknown backend", secret: "db", labels: map[string]string{LabelBackend: "vault"}, wantErrParts: []string{`unknown backend "vault"`, "configured: local"}},
@@ -270,5 +270,21 @@ func TestDriverConcurrent(t *testing.T) {
 	wg.Wait()
 	if !d.Drain(time.Second) {
 		t.Fatal("drain")
+	}
+}
+
+func TestNotFoundFixNamesTheCommand(t *testing.T) {
+	for _, tc := range []struct {
+		e    refError
+		want string
+	}{
+		{refError{name: "db", backend: "local", typ: "file", deflt: true}, "swarmkeep put db,"},
+		{refError{name: "db", backend: "other", typ: "file"}, "swarmkeep put db --backend other,"},
+		{refError{name: "db", backend: "shared", typ: "etcd", deflt: true}, "swarmkeep put db --backend shared,"},
+		{refError{name: "db", backend: "vault-prod", typ: "vault"}, "write the value to backend vault-prod"},
+	} {
+		if got := tc.e.notFoundFix(); !strings.Contains(got, tc.want) {
+			t.Errorf("%+v: %q lacks %q", tc.e, got, tc.want)
+		}
 	}
 }

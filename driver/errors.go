@@ -68,7 +68,7 @@ func classify(err error) Class {
 var fixes = map[Class]string{
 	ClassBadLabel:     "recreate the secret with valid swarmkeep.* labels (see README, Labels)",
 	ClassNoBackend:    "use a backend named in the plugin settings, or drop the swarmkeep.backend label",
-	ClassNotFound:     "store it on a manager with: swarmkeep put NAME, or fix the swarmkeep.name/swarmkeep.version labels",
+	ClassNotFound:     "store the value, or fix the swarmkeep.name/swarmkeep.version labels",
 	ClassInvalidRef:   "fix the secret's swarmkeep.name or swarmkeep.version label",
 	ClassCorrupt:      "run swarmkeep verify on the manager, check the key file, then put the value again",
 	ClassDenied:       "check the backend credentials in the plugin's config mount",
@@ -82,9 +82,9 @@ var fixes = map[Class]string{
 // pass it through a format call, so it carries no '%' and no newline.
 func errorLine(secret string, class Class, err error) string {
 	fix := fixes[class]
-	if class == ClassNotFound {
-		// Name the stored name in the fix when the message carries it.
-		fix = strings.Replace(fix, "NAME", storedNameOf(err, "NAME"), 1)
+	var re *refError
+	if class == ClassNotFound && errors.As(err, &re) {
+		fix = re.notFoundFix()
 	}
 	return quoteFree(fmt.Sprintf("swarmkeep: secret %s: %v; fix: %s", quoteShort(secret), err, fix))
 }
@@ -100,20 +100,29 @@ func quoteFree(line string) string {
 	return line
 }
 
-// refError carries the stored name a backend error is about, so the fix can
-// name the exact command to run.
+// refError carries what a backend error is about, so the fix can name the
+// exact command to run.
 type refError struct {
-	name string
-	err  error
+	name    string // stored name
+	backend string // instance name
+	typ     string // instance type
+	deflt   bool   // the default instance
+	err     error
 }
 
 func (e *refError) Error() string { return e.err.Error() }
 func (e *refError) Unwrap() error { return e.err }
 
-func storedNameOf(err error, dflt string) string {
-	var re *refError
-	if errors.As(err, &re) && re.name != "" {
-		return re.name
+// storeTypes are the backend types whose values swarmkeep put writes.
+var storeTypes = map[string]bool{"file": true, "etcd": true}
+
+func (e *refError) notFoundFix() string {
+	if !storeTypes[e.typ] {
+		return "write the value to backend " + e.backend + ", or fix the swarmkeep.name/path/field/version labels"
 	}
-	return dflt
+	cmd := "swarmkeep put " + e.name
+	if !e.deflt || e.typ != "file" {
+		cmd += " --backend " + e.backend
+	}
+	return "store it on a manager with: " + cmd + ", or fix the swarmkeep.name/swarmkeep.version labels"
 }
