@@ -26,6 +26,10 @@ var (
 	ErrUnavailable = errors.New("backend unavailable")
 	// ErrDenied: the backend refused the read (credentials, permissions).
 	ErrDenied = errors.New("access denied")
+	// ErrCannotOpen wraps why a backend could not be opened at all. What it
+	// wraps (say ErrNotFound for a store not yet initialised) is about the
+	// backend, not the value, so a cache may still serve its copies.
+	ErrCannotOpen = errors.New("cannot open")
 )
 
 // Ref says which stored value a request wants, with the request's context

@@ -100,7 +100,7 @@ func (l *lazyBackend) open(done chan struct{}) {
 	defer l.mu.Unlock()
 	l.lastTry = l.now()
 	if err != nil {
-		l.lastErr = fmt.Errorf("cannot open: %w", err)
+		l.lastErr = fmt.Errorf("%w: %w", ErrCannotOpen, err)
 	} else {
 		l.b, l.lastErr = b, nil
 	}

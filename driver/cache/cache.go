@@ -1,0 +1,202 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver"
+)
+
+// errClosed answers requests made after Close.
+var errClosed = fmt.Errorf("%w: cache is closed", driver.ErrUnavailable)
+
+// Cache is a driver.Backend that answers from memory, coalesces misses and
+// serves last-known-good copies while the backend it wraps fails. It is
+// safe for concurrent use.
+type Cache struct {
+	b   driver.Backend
+	o   Options
+	lkg LKG // nil when there is no LKG or stale serving is off
+	// sumKey keys the digests that tell whether the LKG already holds a
+	// value, so they cannot be used to guess low-entropy values.
+	sumKey [32]byte
+	n      counters
+	// bg tracks backend calls and LKG work running apart from requests,
+	// so Close waits for them before closing the backend.
+	bg sync.WaitGroup
+
+	mu      sync.Mutex // guards the fields below
+	closed  bool
+	entries *lru
+	flights map[key]*flight
+	circ    circuit
+}
+
+var _ driver.Backend = (*Cache)(nil)
+
+// New returns a Cache over b. The Cache owns b: Close closes it. The LKG in
+// o is not closed; close its store after the Cache.
+func New(b driver.Backend, o Options) (*Cache, error) {
+	if b == nil {
+		return nil, errors.New("cache: no backend to wrap")
+	}
+	if err := o.check(); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c := &Cache{
+		b: b, o: o, lkg: o.LKG,
+		entries: newLRU(o.MaxEntries),
+		flights: make(map[key]*flight),
+		circ:    circuit{retryAfter: o.RetryAfter},
+	}
+	rand.Read(c.sumKey[:])
+	return c, nil
+}
+
+// Stats returns the counters.
+func (c *Cache) Stats() Stats { return c.n.snapshot() }
+
+// Get answers ref from memory when fresh, otherwise from one backend call
+// shared by every request for the same key, falling back to a
+// last-known-good copy when the backend is unavailable.
+func (c *Cache) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+	if !ref.Reuse {
+		return c.direct(ctx, ref)
+	}
+	k := keyOf(ref)
+	now := c.o.Now()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return driver.Secret{}, errClosed
+	}
+	e := c.entries.peek(k)
+	if e != nil {
+		age := now.Sub(e.at)
+		switch {
+		case e.kind == positive && !e.fromLKG && !e.wiped && age < c.o.TTL:
+			c.entries.touch(e)
+			s := e.s
+			s.Value = bytes.Clone(s.Value)
+			c.mu.Unlock()
+			c.n.hits.Add(1)
+			return s, nil
+		case e.kind == negative && age < c.o.NegativeTTL:
+			c.entries.touch(e)
+			err := e.err
+			c.mu.Unlock()
+			c.n.negHits.Add(1)
+			return driver.Secret{}, err
+		case e.kind == varies && age < c.o.TTL:
+			// Known to vary per task: no sharing, no caching.
+			c.entries.touch(e)
+			c.mu.Unlock()
+			return c.direct(ctx, ref)
+		}
+	}
+	c.n.misses.Add(1)
+	return c.missLocked(ctx, k, ref, e)
+}
+
+// missLocked answers a request that no fresh entry answers: by joining or
+// starting a flight, or at once from a copy while the circuit is open. It is
+// called with c.mu held and releases it.
+func (c *Cache) missLocked(ctx context.Context, k key, ref driver.Ref, e *entry) (driver.Secret, error) {
+	now := c.o.Now()
+	hasCopy := e != nil && e.kind == positive
+	usable := hasCopy && !e.wiped && c.o.MaxStale > 0 && now.Sub(e.at) <= c.o.MaxStale
+	if f := c.flights[k]; f != nil {
+		if usable && c.circ.failing {
+			// The backend is failing: do not wait on it with a copy at hand.
+			return c.serveCopy(e, now)
+		}
+		c.n.coalesced.Add(1)
+		f.refs++
+		c.mu.Unlock()
+		return c.wait(ctx, f, ref, false)
+	}
+	admitted, probe := c.circ.admit(now)
+	switch {
+	case !admitted && hasCopy:
+		return c.serveCopy(e, now)
+	case !admitted && (e != nil || c.lkg == nil):
+		// A negative or varies entry is newer than any disk copy.
+		err := noCopy(c.circ.cause(now))
+		c.mu.Unlock()
+		return driver.Secret{}, err
+	case !admitted:
+		f := c.startLocked(ctx, k, ref, modeCopies, false)
+		f.cause = c.circ.cause(now)
+		f.refs++
+		c.mu.Unlock()
+		return c.wait(ctx, f, ref, true)
+	case probe && usable:
+		// Probe in the background; this request does not wait for it.
+		c.startLocked(ctx, k, ref, modeFetch, true)
+		return c.serveCopy(e, now)
+	}
+	f := c.startLocked(ctx, k, ref, modeFetch, probe)
+	f.refs++
+	c.mu.Unlock()
+	return c.wait(ctx, f, ref, true)
+}
+
+// serveCopy answers e as a stale copy, or the error that says why it
+// cannot be (the circuit's cause). It is called with c.mu held and
+// releases it.
+func (c *Cache) serveCopy(e *entry, now time.Time) (driver.Secret, error) {
+	s, err := c.copyLocked(e, now, func() error { return c.circ.cause(now) })
+	if err == nil {
+		c.entries.touch(e)
+	}
+	c.mu.Unlock()
+	if err == nil {
+		c.n.stale.Add(1)
+	}
+	return s, err
+}
+
+// direct makes a backend call for this request alone, for values that must
+// not be shared: Reuse false, or Varies. The circuit still applies, so a
+// down backend costs these requests no latency either.
+func (c *Cache) direct(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return driver.Secret{}, errClosed
+	}
+	now := c.o.Now()
+	admitted, probe := c.circ.admit(now)
+	if !admitted {
+		err := unavailable(c.circ.cause(now))
+		c.mu.Unlock()
+		return driver.Secret{}, err
+	}
+	c.mu.Unlock()
+	s, err := c.call(ctx, ref)
+	c.mu.Lock()
+	// A caller that gave up says nothing about the backend.
+	c.circ.report(c.o.Now(), probe, err, ctx.Err() != nil)
+	c.mu.Unlock()
+	return s, err
+}
+
+// Close wipes every cached value, waits for background calls and LKG
+// writes (each bounded by Timeout), then closes the backend.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.entries.clear()
+	c.mu.Unlock()
+	c.bg.Wait()
+	return c.b.Close()
+}

@@ -1,0 +1,146 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver"
+)
+
+// isUnavailable reports whether err means the backend could not answer,
+// as opposed to an answer. Only these failures are served from copies and
+// open the circuit.
+func isUnavailable(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case isOpenFailure(err):
+		return true
+	case errors.Is(err, driver.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	return !errors.Is(err, driver.ErrNotFound) && !errors.Is(err, driver.ErrInvalidRef) &&
+		!errors.Is(err, driver.ErrDenied) && !errors.Is(err, driver.ErrCorrupt)
+}
+
+// isOpenFailure recognises the driver's lazy opener failing to open the
+// backend. Such an error may wrap ErrNotFound (no store yet) or ErrCorrupt
+// (wrong key), yet it says nothing about the value: the backend is simply
+// not there, which is what copies are for.
+func isOpenFailure(err error) bool {
+	return errors.Is(err, driver.ErrCannotOpen)
+}
+
+// circuit remembers that the backend is failing, so that for RetryAfter
+// requests are answered from copies without waiting on it; then a single
+// request probes it. Guarded by Cache.mu.
+type circuit struct {
+	retryAfter time.Duration
+	failing    bool
+	until      time.Time // no call before this while failing
+	probing    bool
+	last       error // the failure that opened it
+}
+
+// admit says whether a backend call may start now, and whether it is the
+// probe that decides if the circuit closes.
+func (c *circuit) admit(now time.Time) (ok, probe bool) {
+	switch {
+	case !c.failing:
+		return true, false
+	case now.Before(c.until), c.probing:
+		return false, false
+	}
+	c.probing = true
+	return true, true
+}
+
+// report records a call's outcome. Any answer, even not found or denied,
+// shows the backend works; a caller giving up shows nothing.
+func (c *circuit) report(now time.Time, probe bool, err error, gaveUp bool) {
+	if probe {
+		c.probing = false
+	}
+	switch {
+	case err != nil && gaveUp:
+	case isUnavailable(err):
+		c.failing, c.until, c.last = true, now.Add(c.retryAfter), err
+	default:
+		c.failing, c.last = false, nil
+	}
+}
+
+// cause says why the backend is not being called.
+func (c *circuit) cause(now time.Time) error {
+	if c.last == nil {
+		return errors.New("backend failing")
+	}
+	if wait := c.until.Sub(now); wait > 0 {
+		return fmt.Errorf("backend failing, next try in %s: %w", short(wait), c.last)
+	}
+	return fmt.Errorf("backend failing, retry in progress: %w", c.last)
+}
+
+// copyLocked returns e as a stale answer, with a clone of its value, or the
+// error that says why it cannot serve it, built with cause only then (it is
+// formatted, and serving a copy must stay as cheap as a hit). A copy found
+// past MaxStale is wiped: it can never be served again.
+func (c *Cache) copyLocked(e *entry, now time.Time, cause func() error) (driver.Secret, error) {
+	if e == nil || e.kind != positive {
+		return driver.Secret{}, noCopy(cause())
+	}
+	if c.o.MaxStale <= 0 {
+		return driver.Secret{}, unavailable(cause())
+	}
+	age := now.Sub(e.at)
+	if age > c.o.MaxStale || e.wiped {
+		if !e.wiped {
+			at := e.at
+			e.wipe()
+			e.wiped, e.at = true, at
+		}
+		return driver.Secret{}, tooOld(age, c.o.MaxStale, cause())
+	}
+	s := e.s
+	s.Value = bytes.Clone(e.s.Value)
+	s.Stale, s.Age, s.Varies = true, max(age, 0), false
+	return s, nil
+}
+
+// unavailable makes sure err says the backend is unavailable.
+func unavailable(err error) error {
+	if errors.Is(err, driver.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
+}
+
+func noCopy(cause error) error {
+	return fmt.Errorf("%w and there is no last-known-good copy: %w", driver.ErrUnavailable, cause)
+}
+
+func tooOld(age, maxStale time.Duration, cause error) error {
+	return fmt.Errorf("%w and the last-known-good copy is %s old (max stale %s): %w",
+		driver.ErrUnavailable, short(age), short(maxStale), cause)
+}
+
+// short formats d for people: "2h0m", "1m30s", "250ms".
+func short(d time.Duration) string {
+	switch {
+	case d >= time.Hour:
+		d = d.Round(time.Minute)
+	case d >= time.Second:
+		d = d.Round(time.Second)
+	default:
+		d = d.Round(time.Millisecond)
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	return s
+}
