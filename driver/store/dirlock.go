@@ -25,13 +25,13 @@ type lockToken struct {
 	held atomic.Bool
 }
 
-// lock takes the store-wide writer lock: first this process's semaphore,
+// Lock takes the store-wide writer lock: first this process's semaphore,
 // then an exclusive flock on <root>/.lock. flock is released by the kernel
 // when the process dies, so a killed writer never blocks the store.
 //
 // flock cannot wait on a context, so we poll with LOCK_NB and a short
 // backoff; contention only comes from concurrent writers, which are rare.
-func (m *DirMedium) lock(ctx context.Context) (context.Context, func(), error) {
+func (m *DirMedium) Lock(ctx context.Context) (context.Context, func(), error) {
 	select {
 	case m.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -82,7 +82,7 @@ func (m *DirMedium) acquire(ctx context.Context) (func(), error) {
 	if t, ok := ctx.Value(lockCtxKey{}).(*lockToken); ok && t.m == m && t.held.Load() {
 		return func() {}, nil
 	}
-	_, unlock, err := m.lock(ctx)
+	_, unlock, err := m.Lock(ctx)
 	return unlock, err
 }
 

@@ -136,7 +136,7 @@ func TestDirMedium_LockAcrossHandles(t *testing.T) {
 	b, _ := OpenDir(dir)
 	defer b.Close()
 	ctx := context.Background()
-	lctx, unlock, err := a.lock(ctx)
+	lctx, unlock, err := a.Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,15 +56,18 @@ type Medium interface {
 	Close() error
 }
 
-// locker is implemented by media that can hold a store-wide writer lock
-// (DirMedium, with flock). The store holds it around every
-// read-modify-write so that a writer always seals with the keyring's
-// active key, which is what makes Rekey safe against concurrent writers in
-// other processes. The returned context marks the lock as held, so the
-// medium's own Write and Delete do not try to take it again. Media without
-// a lock rely on compare-and-swap alone.
-type locker interface {
-	lock(ctx context.Context) (context.Context, func(), error)
+// Locker is implemented by media that can hold a store-wide writer lock
+// (DirMedium, with flock; etcdstore.Medium, with an etcd mutex). The
+// store holds it around every read-modify-write so that a writer always
+// seals with the keyring's active key, which is what makes Rekey safe
+// against concurrent writers in other processes. The returned context
+// marks the lock as held, so the medium's own Write and Delete do not try
+// to take it again (and can check it is still held); the store passes it
+// to every call it makes under the lock. Media without a lock rely on
+// compare-and-swap alone, which does not make Rekey safe against writers
+// in other processes.
+type Locker interface {
+	Lock(ctx context.Context) (context.Context, func(), error)
 }
 
 // Medium keys. Records live under their own prefix, so no stored name can

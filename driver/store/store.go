@@ -25,7 +25,7 @@ const keyReloads = 3
 // one medium: writers serialise on the medium, readers never wait.
 type Store struct {
 	m     Medium
-	lk    locker // nil if the medium has no store-wide lock
+	lk    Locker // nil if the medium has no store-wide lock
 	id    []byte
 	cache *recordCache
 
@@ -49,7 +49,7 @@ type InitOptions struct {
 
 func newStore(m Medium, k KeySource, ring *keyring, kek []byte) *Store {
 	s := &Store{m: m, id: ring.id[:], cache: newRecordCache(cacheBytes), ring: ring, kek: kek, src: k}
-	s.lk, _ = m.(locker)
+	s.lk, _ = m.(Locker)
 	return s
 }
 
@@ -237,7 +237,7 @@ func (s *Store) withLock(ctx context.Context, fn func(context.Context) error) er
 	if s.lk == nil {
 		return fn(ctx)
 	}
-	lctx, unlock, err := s.lk.lock(ctx)
+	lctx, unlock, err := s.lk.Lock(ctx)
 	if err != nil {
 		return err
 	}

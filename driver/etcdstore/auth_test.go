@@ -1,0 +1,147 @@
+package etcdstore
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
+	"github.com/swarmkeep/swarmkeep/driver/store"
+)
+
+// TestAuth runs the backend against a member with user authentication:
+// user "sk" may only touch keys under /auth/.
+func TestAuth(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	ctx := testCtx(t, 40*time.Second)
+	if err := c.EnableAuth(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddUser(ctx, "sk", "pw-1", "/auth/"); err != nil {
+		t.Fatal(err)
+	}
+	pwFile := filepath.Join(t.TempDir(), "password")
+	writePassword(t, pwFile, "pw-1\n")
+	userConfig := func(t *testing.T) Config {
+		cfg := testConfig(t, c)
+		cfg.Prefix = "/auth" + cfg.Prefix
+		cfg.Username, cfg.PasswordFile = "sk", pwFile
+		return cfg
+	}
+	cfg := userConfig(t)
+	s := initStore(t, cfg)
+	mustPut(t, s, "app/db", "one")
+
+	t.Run("wrong password", func(t *testing.T) {
+		bad := userConfig(t)
+		bad.PasswordFile = filepath.Join(t.TempDir(), "pw")
+		writePassword(t, bad.PasswordFile, "not-the-password")
+		_, err := NewMedium(testCtx(t, 5*time.Second), bad)
+		t.Log(err)
+		wantErr(t, err, driver.ErrDenied)
+		if strings.Contains(err.Error(), "not-the-password") {
+			t.Fatal("error holds the password")
+		}
+	})
+
+	t.Run("missing password file", func(t *testing.T) {
+		bad := userConfig(t)
+		bad.PasswordFile = filepath.Join(t.TempDir(), "nope")
+		_, err := NewMedium(testCtx(t, 5*time.Second), bad)
+		if err == nil || !strings.Contains(err.Error(), SettingPasswordFile) || !strings.Contains(err.Error(), bad.PasswordFile) {
+			t.Fatalf("error does not name the setting and path: %v", err)
+		}
+	})
+
+	t.Run("no user", func(t *testing.T) {
+		anon := userConfig(t)
+		anon.Username, anon.PasswordFile = "", ""
+		_, err := store.Open(testCtx(t, 5*time.Second), newMedium(t, anon), anon.KeySource())
+		t.Log(err)
+		wantErr(t, err, driver.ErrDenied)
+		if !strings.Contains(err.Error(), SettingUsername) {
+			t.Fatalf("error does not say what to set: %v", err)
+		}
+	})
+
+	t.Run("outside the role", func(t *testing.T) {
+		out := userConfig(t)
+		out.Prefix = "/elsewhere/"
+		_, err := store.Init(testCtx(t, 5*time.Second), newMedium(t, out), out.KeySource(), store.InitOptions{})
+		t.Log(err)
+		wantErr(t, err, driver.ErrDenied)
+	})
+
+	// The backend runs on while the password is rotated in etcd and in
+	// the file, in either order; in between, calls fail with ErrDenied
+	// and recover by themselves.
+	t.Run("rotation", func(t *testing.T) {
+		b, err := driver.Open(ctx, "etcd", settingsOf(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		get := func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			sec, err := b.Get(ctx, driver.Ref{Name: "app/db", Reuse: true})
+			if err == nil && len(sec.Value) == 0 {
+				t.Fatal("empty value")
+			}
+			return err
+		}
+		mustWork := func(when string) {
+			t.Helper()
+			if err := get(); err != nil {
+				t.Fatalf("%s: %v", when, err)
+			}
+		}
+		mustWork("before rotation")
+		if err := c.SetPassword(ctx, "sk", "pw-2"); err != nil {
+			t.Fatal(err)
+		}
+		err = get()
+		t.Log(err)
+		wantErr(t, err, driver.ErrDenied)
+		writePassword(t, pwFile, "pw-2\n")
+		mustWork("etcd, then file rotated")
+		mustPut(t, s, "app/db", "two") // the writer's handle, lock included
+
+		writePassword(t, pwFile, "pw-3")
+		mustWork("file rotated first (the old token is still good)")
+		if err := c.SetPassword(ctx, "sk", "pw-3"); err != nil {
+			t.Fatal(err)
+		}
+		mustWork("file, then etcd rotated")
+		mustPut(t, s, "app/db", "three")
+	})
+}
+
+func writePassword(t testing.TB, path, pw string) {
+	t.Helper()
+	if err := etcdtest.WriteFileAtomic(path, []byte(pw)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settingsOf is the driver.Settings form of c.
+func settingsOf(c Config) driver.Settings {
+	s := driver.Settings{
+		SettingEndpoints:   strings.Join(c.Endpoints, ","),
+		SettingPrefix:      c.Prefix,
+		SettingDialTimeout: c.DialTimeout.String(),
+		SettingKeyFile:     c.KeyFile,
+	}
+	for k, v := range map[string]string{
+		SettingTLSCA: c.TLSCA, SettingTLSCert: c.TLSCert, SettingTLSKey: c.TLSKey,
+		SettingUsername: c.Username, SettingPasswordFile: c.PasswordFile,
+	} {
+		if v != "" {
+			s[k] = v
+		}
+	}
+	return s
+}

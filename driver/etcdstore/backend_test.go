@@ -1,0 +1,218 @@
+package etcdstore
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
+)
+
+func openBackendT(t testing.TB, set driver.Settings) driver.Backend {
+	t.Helper()
+	b, err := driver.Open(testCtx(t, 10*time.Second), "etcd", set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// TestBackendGet goes through driver.Open and checks every sentinel the
+// backend can return.
+func TestBackendGet(t *testing.T) {
+	c := sharedCluster(t)
+	cfg := testConfig(t, c)
+	s := initStore(t, cfg)
+	mustPut(t, s, "svc/db", "first")
+	mustPut(t, s, "svc/db", "second")
+	mustPut(t, s, "svc/tampered", "x")
+	b := openBackendT(t, settingsOf(cfg))
+	ctx := testCtx(t, 20*time.Second)
+
+	sec, err := b.Get(ctx, driver.Ref{Name: "svc/db", Reuse: true})
+	if err != nil || string(sec.Value) != "second" || sec.Version != 2 || sec.Created.IsZero() {
+		t.Fatalf("Get latest = %+v, %v", sec, err)
+	}
+	sec, err = b.Get(ctx, driver.Ref{Name: "svc/db", Version: 1, Reuse: true})
+	if err != nil || string(sec.Value) != "first" {
+		t.Fatalf("Get version 1 = %q, %v", sec.Value, err)
+	}
+	if _, err := c.Client(t).Put(ctx, cfg.Prefix+"r/svc/tampered", "garbage"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		ref  driver.Ref
+		want error
+	}{
+		{driver.Ref{Name: "svc/none"}, driver.ErrNotFound},
+		{driver.Ref{Name: "svc/db", Version: 9}, driver.ErrNotFound},
+		{driver.Ref{Name: "../etc"}, driver.ErrInvalidRef},
+		{driver.Ref{Name: "svc/db", Path: "kv/db"}, driver.ErrInvalidRef},
+		{driver.Ref{Name: "svc/db", Field: "password"}, driver.ErrInvalidRef},
+		{driver.Ref{Name: "svc/tampered"}, driver.ErrCorrupt},
+	} {
+		_, err := b.Get(ctx, tc.ref)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("Get(%+v) = %v, want %v", tc.ref, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "second") {
+			t.Errorf("error holds a value: %v", err)
+		}
+	}
+
+	wrongKey := cfg
+	wrongKey.KeyFile = newKeyFile(t)
+	_, err = driver.Open(ctx, "etcd", settingsOf(wrongKey))
+	wantErr(t, err, driver.ErrCorrupt)
+	empty := cfg
+	empty.Prefix = cfg.Prefix + "empty/"
+	_, err = driver.Open(ctx, "etcd", settingsOf(empty))
+	wantErr(t, err, driver.ErrNotFound)
+	if !strings.Contains(err.Error(), "swarmkeep init") || !strings.Contains(err.Error(), empty.Prefix) {
+		t.Fatalf("no-store error does not say where and what to do: %v", err)
+	}
+}
+
+// TestBackendDown: with etcd gone, Get fails with ErrUnavailable within
+// its deadline, and works again once etcd is back, without a reopen.
+func TestBackendDown(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	cfg := testConfig(t, c)
+	s := initStore(t, cfg)
+	mustPut(t, s, "x", "value")
+	b := openBackendT(t, settingsOf(cfg))
+	get := func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		_, err := b.Get(ctx, driver.Ref{Name: "x"})
+		return err
+	}
+	if err := get(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []time.Duration{300 * time.Millisecond, time.Second} {
+		start := time.Now()
+		err := get(d)
+		el := time.Since(start)
+		t.Logf("deadline %v: %v after %v", d, err, el)
+		wantErr(t, err, driver.ErrUnavailable)
+		if el > d+time.Second {
+			t.Fatalf("Get took %v with a %v deadline", el, d)
+		}
+	}
+	start := time.Now()
+	_, err := driver.Open(testCtx(t, 500*time.Millisecond), "etcd", settingsOf(cfg))
+	wantErr(t, err, driver.ErrUnavailable)
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("Open took %v with a 500ms deadline", el)
+	}
+
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := get(2 * time.Second)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after etcd came back: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestParseSettings(t *testing.T) {
+	c, err := ParseSettings(driver.Settings{
+		SettingEndpoints: " https://10.0.0.1:2379, https://etcd-2:22379/ ",
+		SettingKeyFile:   "/run/k",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Endpoints, []string{"https://10.0.0.1:2379", "https://etcd-2:22379"}) ||
+		c.Prefix != DefaultPrefix || c.DialTimeout != DefaultDialTimeout || c.KeySource().String() != "key file /run/k" {
+		t.Fatalf("defaults: %+v", c)
+	}
+	c, err = ParseSettings(driver.Settings{
+		SettingEndpoints: "http://127.0.0.1:2379", SettingPrefix: "/p/", SettingDialTimeout: "500ms",
+		SettingUsername: "u", SettingPasswordFile: "/run/pw", SettingPassphraseFile: "/run/pp",
+	})
+	if err != nil || c.Prefix != "/p/" || c.DialTimeout != 500*time.Millisecond || c.Username != "u" ||
+		c.KeySource().String() != "passphrase file /run/pp" {
+		t.Fatalf("explicit: %+v %v", c, err)
+	}
+
+	base := func(kv ...string) driver.Settings {
+		s := driver.Settings{SettingEndpoints: "https://127.0.0.1:2379", SettingKeyFile: "/k"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] == "<unset>" {
+				delete(s, kv[i])
+			} else {
+				s[kv[i]] = kv[i+1]
+			}
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		set  driver.Settings
+		want string // in the error
+	}{
+		{base("tls_crt", "/c", "dir", "/d"), `unknown setting "dir", "tls_crt"`},
+		{base(SettingEndpoints, "<unset>"), `"endpoints" is required`},
+		{base(SettingEndpoints, "127.0.0.1:2379"), `"127.0.0.1:2379" is not an etcd member URL`},
+		{base(SettingEndpoints, "https://127.0.0.1"), "is not an etcd member URL"},
+		{base(SettingEndpoints, "https://a:1,,https://b:1"), `"" is not an etcd member URL`},
+		{base(SettingEndpoints, "https://u:p@a:1"), "is not an etcd member URL"},
+		{base(SettingEndpoints, "https://a:1/v3"), "is not an etcd member URL"},
+		{base(SettingEndpoints, "https://a:1,http://b:1"), "mixes http:// and https://"},
+		{base(SettingEndpoints, "http://a:1", SettingTLSCA, "/ca"), "need https:// endpoints"},
+		{base(SettingTLSCert, "/c"), `set both "tls_cert" and "tls_key"`},
+		{base(SettingUsername, "u"), `set both "username" and "password_file"`},
+		{base(SettingPasswordFile, "/pw"), `set both "username" and "password_file"`},
+		{base(SettingPrefix, "/swarmkeep"), `"prefix": "/swarmkeep" must end with '/'`},
+		{base(SettingPrefix, ""), `must end with '/'`},
+		{base(SettingDialTimeout, "3"), `"dial_timeout": "3" is not a duration`},
+		{base(SettingDialTimeout, "-1s"), "is not a duration"},
+		{base(SettingKeyFile, "<unset>"), `one of "key_file" or "passphrase_file" is required`},
+		{base(SettingPassphraseFile, "/p"), `set "key_file" or "passphrase_file", not both`},
+	} {
+		_, err := ParseSettings(tc.set)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want it to contain %q", tc.set, err, tc.want)
+		}
+	}
+}
+
+// TestOpenMissingFiles: every file setting that names a missing file is
+// reported by name, with the path, before anything is dialled.
+func TestOpenMissingFiles(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing")
+	for _, setting := range []string{SettingKeyFile, SettingPassphraseFile, SettingPasswordFile, SettingTLSCA} {
+		set := driver.Settings{SettingEndpoints: "https://127.0.0.1:1", SettingKeyFile: newKeyFile(t)}
+		switch setting {
+		case SettingPassphraseFile:
+			delete(set, SettingKeyFile)
+		case SettingPasswordFile:
+			set[SettingUsername] = "u"
+		}
+		set[setting] = missing
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := driver.Open(ctx, "etcd", set)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), `"`+setting+`"`) || !strings.Contains(err.Error(), missing) {
+			t.Errorf("%s missing: %v", setting, err)
+		}
+	}
+}
