@@ -158,7 +158,7 @@ func (b *BackendConfig) takeCache(c *Config) error {
 			errs = append(errs, fmt.Errorf("cache=%q: want on or off", v))
 		}
 	}
-	dur("cache_ttl", &cc.TTL, 0, 24*time.Hour)
+	dur("cache_ttl", &cc.TTL, time.Second, 24*time.Hour)
 	dur("negative_ttl", &cc.NegativeTTL, 0, time.Hour)
 	dur("max_stale", &cc.MaxStale, 0, 30*24*time.Hour)
 	dur("retry_after", &cc.RetryAfter, 100*time.Millisecond, 5*time.Minute)

@@ -93,6 +93,8 @@ func runInit(env *cliEnv, args []string) error {
 		return fmt.Errorf("%w: --max-versions must be 1 or more", errUsage)
 	}
 	if sf.passFile == "" {
+		// A new key for a new store; an etcd store shared by several
+		// managers is initialised once, then the key copied to each.
 		switch _, err := os.Stat(sf.keyFile); {
 		case errors.Is(err, fs.ErrNotExist):
 			if err := store.GenerateKeyFile(sf.keyFile); err != nil {
@@ -103,17 +105,23 @@ func runInit(env *cliEnv, args []string) error {
 			return err
 		}
 	}
-	m, err := store.OpenDir(sf.dir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, k, err := sf.medium(ctx)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
-	s, err := store.Init(context.Background(), m, sf.keySource(), store.InitOptions{MaxVersions: *maxVersions})
+	s, err := store.Init(ctx, m, k, store.InitOptions{MaxVersions: *maxVersions})
 	if err != nil {
+		m.Close()
 		return err
 	}
 	defer s.Close()
-	fmt.Fprintf(env.stdout, "initialised store %s at %s\n", s.ID(), sf.dir)
+	where := sf.dir
+	if sf.backend != "" {
+		where = "backend " + sf.backend
+	}
+	fmt.Fprintf(env.stdout, "initialised store %s in %s\n", s.ID(), where)
 	return nil
 }
 

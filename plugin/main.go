@@ -14,6 +14,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"google.golang.org/grpc/grpclog"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -41,6 +43,10 @@ type cliEnv struct {
 var errUsage = errors.New("usage")
 
 func main() {
+	// The etcd client's gRPC layer logs to stderr on its own; swarmkeep
+	// reports backend failures itself, with the secret and task, so
+	// gRPC's lines would only add noise to the dockerd log.
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard))
 	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
 	os.Exit(run(env, os.Args[1:]))
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/swarmkeep/swarmkeep/driver"
 	_ "github.com/swarmkeep/swarmkeep/driver/store" // registers the "file" backend
+	_ "github.com/swarmkeep/swarmkeep/driver/vault" // registers the "vault" backend
 )
 
 // drainTimeout bounds how long a stop waits for requests in flight; it is
@@ -59,7 +60,7 @@ func runServe(env *cliEnv, args []string) error {
 	}
 	log := newLogger(env.stderr, cfg.LogLevel)
 	d, err := driver.New(driver.Options{
-		Instances: cfg.Instances(),
+		Instances: driverInstances(cfg, log),
 		Default:   cfg.Default,
 		Timeout:   cfg.Timeout,
 		Observer:  logObserver(log),

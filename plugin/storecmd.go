@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/swarmkeep/swarmkeep/driver/etcdstore"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -18,6 +20,8 @@ const (
 	EnvCLIStore      = "SWARMKEEP_STORE"
 	EnvCLIKeyFile    = "SWARMKEEP_KEY_FILE"
 	EnvCLIPassphrase = "SWARMKEEP_PASSPHRASE_FILE"
+	EnvCLIBackend    = "SWARMKEEP_BACKEND"
+	EnvCLIBackends   = "SWARMKEEP_BACKENDS"
 )
 
 // storeFlags are the flags every store command takes. Their defaults are the
@@ -25,6 +29,9 @@ const (
 // the plugin on that manager use the same store without extra settings.
 type storeFlags struct {
 	dir, keyFile, passFile string
+	// backend names an instance of backends (the plugin's BACKENDS
+	// syntax), so the commands reach the same etcd store the plugin reads.
+	backend, backends string
 }
 
 const storeFlagsUsage = `
@@ -32,6 +39,9 @@ Store flags (every store command):
   --store DIR             store folder (env SWARMKEEP_STORE, default /var/lib/swarmkeep/store)
   --key-file FILE         key file (env SWARMKEEP_KEY_FILE, default /etc/swarmkeep/key)
   --passphrase-file FILE  passphrase file, instead of a key file (env SWARMKEEP_PASSPHRASE_FILE)
+  --backend NAME          work on this instance of --backends instead of the local store (env SWARMKEEP_BACKEND)
+  --backends SPEC         instances, in the plugin's BACKENDS syntax (env SWARMKEEP_BACKENDS), e.g.
+                          "shared:etcd?endpoints=https://127.0.0.1:2379&tls_ca=/etc/swarmkeep/etcd/ca.pem"
 `
 
 func (f *storeFlags) bind(fs *flag.FlagSet, env *cliEnv) {
@@ -44,6 +54,8 @@ func (f *storeFlags) bind(fs *flag.FlagSet, env *cliEnv) {
 	fs.StringVar(&f.dir, "store", dflt(EnvCLIStore, DefaultStoreDir), "store folder")
 	fs.StringVar(&f.keyFile, "key-file", dflt(EnvCLIKeyFile, DefaultKeyFile), "key file")
 	fs.StringVar(&f.passFile, "passphrase-file", env.getenv(EnvCLIPassphrase), "passphrase file")
+	fs.StringVar(&f.backend, "backend", env.getenv(EnvCLIBackend), "backend instance")
+	fs.StringVar(&f.backends, "backends", env.getenv(EnvCLIBackends), "backend instances")
 }
 
 func (f *storeFlags) keySource() store.KeySource {
@@ -53,13 +65,53 @@ func (f *storeFlags) keySource() store.KeySource {
 	return store.KeyFile(f.keyFile)
 }
 
+// medium returns where the chosen store lives and the key that opens it.
+func (f *storeFlags) medium(ctx context.Context) (store.Medium, store.KeySource, error) {
+	if f.backend == "" {
+		m, err := store.OpenDir(f.dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		return m, f.keySource(), nil
+	}
+	c := Config{StoreDir: f.dir, KeyFile: f.keyFile, PassphraseFile: f.passFile, Timeout: 5 * time.Second, LKGDir: DefaultLKGDir}
+	if f.passFile != "" {
+		c.KeyFile = ""
+	}
+	bs, err := parseBackends(f.backends, &c)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--backends: %w", err)
+	}
+	for _, b := range bs {
+		if b.Name != f.backend {
+			continue
+		}
+		switch b.Type {
+		case "file":
+			m, err := store.OpenDir(b.Settings["dir"])
+			if err != nil {
+				return nil, nil, err
+			}
+			if p := b.Settings["passphrase_file"]; p != "" {
+				return m, store.PassphraseFile(p), nil
+			}
+			return m, store.KeyFile(b.Settings["key_file"]), nil
+		case etcdstore.BackendType:
+			return etcdstore.OpenMedium(ctx, b.Settings)
+		default:
+			return nil, nil, fmt.Errorf("backend %s is of type %s, whose values are managed with its own tools; these commands manage file and etcd stores", b.Name, b.Type)
+		}
+	}
+	return nil, nil, fmt.Errorf("backend %q is not in --backends %q", f.backend, f.backends)
+}
+
 // open opens the store for one command.
 func (f *storeFlags) open(ctx context.Context) (*store.Store, error) {
-	m, err := store.OpenDir(f.dir)
+	m, k, err := f.medium(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s, err := store.Open(ctx, m, f.keySource())
+	s, err := store.Open(ctx, m, k)
 	if err != nil {
 		m.Close()
 		return nil, err

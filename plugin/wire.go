@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/cache"
+	"github.com/swarmkeep/swarmkeep/driver/store"
+)
+
+// lkgOpenTimeout bounds opening a last-known-good store at start. It is
+// local disk (plus argon2id with a passphrase), so seconds are plenty.
+const lkgOpenTimeout = 10 * time.Second
+
+// keySource is the plugin's own key, which also seals last-known-good
+// copies: they are values like any other and get the same protection.
+func (c Config) keySource() store.KeySource {
+	if c.PassphraseFile != "" {
+		return store.PassphraseFile(c.PassphraseFile)
+	}
+	return store.KeyFile(c.KeyFile)
+}
+
+// driverInstances returns the configured instances, remote ones wrapped in
+// a cache: the swarm leader waits on every answer, so a slow or stopped
+// backend must cost at most one backend timeout per key, and a stopped one
+// is answered from encrypted last-known-good copies within max_stale.
+func driverInstances(cfg Config, log logrus.FieldLogger) []driver.Instance {
+	out := cfg.Instances()
+	for i, b := range cfg.Backends {
+		if !b.Cache.Enabled {
+			continue
+		}
+		b := b
+		out[i].Wrap = func(inner driver.Backend) driver.Backend {
+			return wrapCache(cfg, b, inner, log.WithField("backend", b.Name))
+		}
+	}
+	return out
+}
+
+func wrapCache(cfg Config, b BackendConfig, inner driver.Backend, log logrus.FieldLogger) driver.Backend {
+	o := cache.Options{
+		TTL: b.Cache.TTL, NegativeTTL: b.Cache.NegativeTTL, MaxEntries: b.Cache.MaxEntries,
+		MaxStale: b.Cache.MaxStale, Timeout: b.Cache.Timeout, RetryAfter: b.Cache.RetryAfter,
+	}
+	var lkg *store.Store
+	if o.MaxStale > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), lkgOpenTimeout)
+		s, err := cache.OpenLKGStore(ctx, b.Cache.LKGDir, cfg.keySource())
+		cancel()
+		if err != nil {
+			// Serving without copies on disk beats not serving: memory
+			// copies still cover short outages.
+			log.Warnf("last-known-good copies off, only memory copies will cover outages: %v", err)
+		} else {
+			lkg = s
+			o.LKG = cache.NewStoreLKG(s)
+		}
+	}
+	c, err := cache.New(inner, o)
+	if err != nil {
+		// The settings were validated; this is a programming error, and
+		// the backend still answers uncached.
+		log.Errorf("cache off: %v", err)
+		if lkg != nil {
+			lkg.Close()
+		}
+		return inner
+	}
+	return &cachedBackend{Cache: c, lkg: lkg}
+}
+
+// cachedBackend closes the last-known-good store after the cache.
+type cachedBackend struct {
+	*cache.Cache
+	lkg *store.Store
+}
+
+func (c *cachedBackend) Close() error {
+	err := c.Cache.Close()
+	if c.lkg != nil {
+		err = errors.Join(err, c.lkg.Close())
+	}
+	return err
+}
