@@ -71,6 +71,9 @@ type Secret struct {
 	// the backend could not; Age is how old that copy is.
 	Stale bool
 	Age   time.Duration
+	// Cached is set when a cache answered a fresh copy without asking
+	// the backend (for the audit trail and metrics).
+	Cached bool
 }
 
 // Backend reads stored values. Implementations must honour ctx's deadline,

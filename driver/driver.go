@@ -36,6 +36,8 @@ type Event struct {
 	// Stale: a cache answered a last-known-good copy of Age.
 	Stale bool
 	Age   time.Duration
+	// Cached: a cache answered without asking the backend.
+	Cached bool
 	// DoNotReuse is what the engine was told.
 	DoNotReuse bool
 	Class      Class
@@ -180,7 +182,7 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 		return nil, &refError{name: spec.Name, backend: name, typ: d.lazy[name].Type, deflt: name == d.dflt,
 			err: fmt.Errorf("backend %s: %w", name, err)}
 	}
-	ev.Version, ev.Stale, ev.Age = sec.Version, sec.Stale, sec.Age
+	ev.Version, ev.Stale, ev.Age, ev.Cached = sec.Version, sec.Stale, sec.Age, sec.Cached
 	ev.DoNotReuse = !spec.Reuse || sec.Varies
 	value, err := decodeValue(spec.Encoding, sec.Value)
 	if err != nil {

@@ -83,6 +83,7 @@ func (c *Cache) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) 
 			c.entries.touch(e)
 			s := e.s
 			s.Value = bytes.Clone(s.Value)
+			s.Cached = true
 			c.mu.Unlock()
 			c.n.hits.Add(1)
 			return s, nil

@@ -91,10 +91,13 @@ func TestFreshHit(t *testing.T) {
 	c := newCache(t, f, testOptions(newClock()))
 
 	s := get(t, c, ref("db"))
+	if s.Cached {
+		t.Fatal("a backend answer marked as cached")
+	}
 	clear(s.Value) // a caller's copy is its own
 	s = get(t, c, ref("db"))
 	wantValue(t, s, "v1", false)
-	if s.Version != 1 || !s.Created.Equal(time.Unix(1700000000, 0)) {
+	if s.Version != 1 || !s.Created.Equal(time.Unix(1700000000, 0)) || !s.Cached {
 		t.Fatalf("metadata lost: %+v", s)
 	}
 	wantCalls(t, f, 1)
