@@ -166,7 +166,7 @@ func openBackend(ctx context.Context, set driver.Settings) (driver.Backend, erro
 	if err != nil {
 		return nil, err
 	}
-	return backend{s}, nil
+	return store.NewBackend(s, BackendType), nil
 }
 
 // Open connects to the cluster the settings name and opens the store
@@ -211,21 +211,3 @@ func OpenMedium(ctx context.Context, set driver.Settings) (*Medium, store.KeySou
 	}
 	return m, c.KeySource(), nil
 }
-
-// backend adapts a Store to driver.Backend.
-type backend struct{ s *store.Store }
-
-var _ driver.Backend = backend{}
-
-// Get reads ref.Name at ref.Version. Records in etcd are sealed store
-// records, not plain keys, so there is no path or field to pick; ignoring
-// them would hand a service a value other than the one its labels ask for.
-func (b backend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
-	if ref.Path != "" || ref.Field != "" {
-		return driver.Secret{}, fmt.Errorf("%w: the etcd backend has no paths or fields (drop the %s and %s labels; %s picks the stored name)",
-			driver.ErrInvalidRef, driver.LabelPath, driver.LabelField, driver.LabelName)
-	}
-	return b.s.Get(ctx, ref.Name, ref.Version)
-}
-
-func (b backend) Close() error { return b.s.Close() }

@@ -54,23 +54,27 @@ func openBackend(ctx context.Context, set driver.Settings) (driver.Backend, erro
 		m.Close()
 		return nil, fmt.Errorf("file backend: %w", err)
 	}
-	return fileBackend{s}, nil
+	return NewBackend(s, "file"), nil
 }
 
-// fileBackend adapts a Store to driver.Backend.
-type fileBackend struct{ s *Store }
+// NewBackend adapts s to driver.Backend for a backend type whose values are
+// store records (file, etcd). Closing the backend closes s.
+func NewBackend(s *Store, typ string) driver.Backend { return storeBackend{s, typ} }
 
-var _ driver.Backend = fileBackend{}
+type storeBackend struct {
+	s   *Store
+	typ string
+}
 
 // Get reads ref.Name at ref.Version. Paths and fields address values in
-// remote backends; the file store has neither, and ignoring them would
-// hand a service a value other than the one its labels ask for.
-func (b fileBackend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+// Vault-like backends; a store has neither, and ignoring them would hand a
+// service a value other than the one its labels ask for.
+func (b storeBackend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
 	if ref.Path != "" || ref.Field != "" {
-		return driver.Secret{}, fmt.Errorf("%w: the file backend has no paths or fields (drop the %s and %s labels; %s picks the stored name)",
-			driver.ErrInvalidRef, driver.LabelPath, driver.LabelField, driver.LabelName)
+		return driver.Secret{}, fmt.Errorf("%w: the %s backend has no paths or fields (drop the %s and %s labels; %s picks the stored name)",
+			driver.ErrInvalidRef, b.typ, driver.LabelPath, driver.LabelField, driver.LabelName)
 	}
 	return b.s.Get(ctx, ref.Name, ref.Version)
 }
 
-func (b fileBackend) Close() error { return b.s.Close() }
+func (b storeBackend) Close() error { return b.s.Close() }
