@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,15 +24,20 @@ const (
 	// EnvSocket is the socket name or absolute path. Not settable in
 	// config.json: it must match Interface.Socket there.
 	EnvSocket = "SOCKET"
+	// The audit trail: one record per answer, on the state mount.
+	EnvAudit       = "AUDIT" // "off" disables it
+	EnvAuditFile   = "AUDIT_FILE"
+	EnvAuditStderr = "AUDIT_STDERR"
 )
 
 // Defaults, equal to config.json's, so the binary behaves the same outside
 // the plugin (tests, benchmarks).
 const (
-	DefaultStoreDir = "/var/lib/swarmkeep/store"
-	DefaultKeyFile  = "/etc/swarmkeep/key"
-	DefaultSocket   = "swarmkeep"
-	pluginSockDir   = "/run/docker/plugins"
+	DefaultStoreDir  = "/var/lib/swarmkeep/store"
+	DefaultKeyFile   = "/etc/swarmkeep/key"
+	DefaultSocket    = "swarmkeep"
+	DefaultAuditFile = auditDefaultFile
+	pluginSockDir    = "/run/docker/plugins"
 )
 
 // Config is the serve command's validated configuration.
@@ -45,6 +51,10 @@ type Config struct {
 	PassphraseFile string
 	// LKGDir holds remote backends' last-known-good copies.
 	LKGDir string
+	// AuditFile is the audit trail, "" when AUDIT=off; AuditStderr also
+	// copies each record to the plugin log.
+	AuditFile   string
+	AuditStderr bool
 	// Backends are the instances served; Default answers secrets without
 	// a swarmkeep.backend label.
 	Backends []BackendConfig
@@ -85,7 +95,17 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		c.KeyFile = get(EnvKeyFile, DefaultKeyFile)
 	}
 	c.LKGDir = get(EnvLKGDir, DefaultLKGDir)
-	for name, p := range map[string]string{EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir} {
+	switch strings.ToLower(get(EnvAudit, "on")) {
+	case "on", "true":
+		c.AuditFile = get(EnvAuditFile, DefaultAuditFile)
+	case "off", "false":
+	default:
+		errs = append(errs, fmt.Errorf("%s: want on or off", EnvAudit))
+	}
+	if c.AuditStderr, err = strconv.ParseBool(get(EnvAuditStderr, "false")); err != nil {
+		errs = append(errs, fmt.Errorf("%s: want true or false", EnvAuditStderr))
+	}
+	for name, p := range map[string]string{EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir, EnvAuditFile: c.AuditFile} {
 		if p != "" && !filepath.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("%s: want an absolute path, got %q", name, p))
 		}

@@ -38,8 +38,15 @@ reads its settings from the environment (config.json's Env):
   PASSPHRASE_FILE  passphrase file, used instead of KEY_FILE when set
   SOCKET           socket name under /run/docker/plugins, or an absolute path
                    (default swarmkeep)
+  BACKENDS         backend instances: NAME:TYPE[?key=value&...] ... (default local:file)
+  DEFAULT_BACKEND  backend for secrets without swarmkeep.backend (default the first)
+  LKG_DIR          last-known-good copies of remote values (default /var/lib/swarmkeep/lkg)
+  AUDIT            on or off: the audit trail of every answer (default on)
+  AUDIT_FILE       audit trail file (default /var/lib/swarmkeep/audit/audit.log)
+  AUDIT_STDERR     true copies each audit record to the plugin log (default false)
 
-It stops on SIGTERM or SIGINT after the requests in flight are answered.
+It stops on SIGTERM or SIGINT after the requests in flight are answered. It
+reopens the audit trail on SIGHUP, and notices a rotation by itself within 1s.
 `,
 		run: runServe,
 	})
@@ -59,11 +66,27 @@ func runServe(env *cliEnv, args []string) error {
 		return fmt.Errorf("bad settings (fix with docker plugin set): %w", err)
 	}
 	log := newLogger(env.stderr, cfg.LogLevel)
+	observer := logObserver(log)
+	stopAudit := func() error { return nil }
+	if cfg.AuditFile != "" {
+		observer, stopAudit, err = startAudit(cfg.AuditFile, cfg.AuditStderr, env.stderr, log, observer)
+		if err != nil {
+			return fmt.Errorf("audit trail (fix %s, or set %s=off): %w", EnvAuditFile, EnvAudit, err)
+		}
+	} else {
+		signal.Ignore(syscall.SIGHUP) // a logrotate postrotate HUP must not kill the plugin
+	}
+	// Deferred, so it runs after the drain below: no record is cut off.
+	defer func() {
+		if err := stopAudit(); err != nil {
+			log.Warnf("audit trail: %v", err)
+		}
+	}()
 	d, err := driver.New(driver.Options{
 		Instances: driverInstances(cfg, log),
 		Default:   cfg.Default,
 		Timeout:   cfg.Timeout,
-		Observer:  logObserver(log),
+		Observer:  observer,
 	})
 	if err != nil {
 		return err

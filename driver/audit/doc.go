@@ -1,0 +1,70 @@
+// Package audit is swarmkeep's audit trail: one structured record per
+// GetSecret answer, appended to a file that survives log rotation, and the
+// reader behind swarmkeep audit.
+//
+// A record says who asked for which secret, what was decided and how fast;
+// it never holds the value. The [driver.Event] it is built from carries no
+// value to begin with, and the only free text copied, the error line, is the
+// one already answered to the engine, which the driver builds without values.
+//
+// The package never logs. Write failures are counted ([Writer.Errors],
+// [Writer.LastError]) for the binary to log and report; they never fail or
+// delay the request being answered.
+//
+// # Record format, version 1
+//
+// The file is JSON Lines: one JSON object per line, UTF-8, ending in "\n",
+// in the order written (answers made at once may be microseconds out of time
+// order). The encoder escapes control characters, so no field, not even
+// the error line, can break a line or forge a record.
+//
+//	{"v":1,"time":"2025-01-02T03:04:05.123456789Z","secret":"app_db_password",
+//	 "stored":"db_password","version":3,"backend":"local","service":"app_web",
+//	 "service_id":"…","task":"app_web.1.…","task_id":"…","image":"nginx:1.27",
+//	 "node":"…","decision":"allow","class":"ok","cached":true,"do_not_reuse":false,
+//	 "size":24,"latency_ms":0.042}
+//
+// Always present:
+//
+//	v           format version: 1
+//	time        when the answer was made, RFC 3339 with nanoseconds, UTC
+//	secret      the Swarm secret's name ("" when the request could not be decoded)
+//	decision    "allow" (a value was served), "deny" (a backend or policy
+//	            refused the read: classes denied and policy_denied) or "error"
+//	class       the outcome class: ok, bad_request, bad_label, unknown_backend,
+//	            not_found, invalid_reference, corrupt, denied, unavailable,
+//	            timeout, invalid_value (and policy_denied, reserved)
+//	cached      a cache answered a fresh copy without asking the backend
+//	do_not_reuse what the engine was told (false on failures)
+//	latency_ms  time to answer, in milliseconds, microsecond precision
+//
+// Present when known (omitted when empty, zero or false):
+//
+//	stored      the stored name read
+//	version     the stored version served; on a failure, the pinned version
+//	            asked for (absent means the latest)
+//	backend     the backend instance asked
+//	service, service_id, task, task_id, image, node
+//	            the requesting task, as the engine sent it (node is a node ID)
+//	stale       a last-known-good copy was served because the backend failed
+//	stale_age_ms the age of that copy
+//	size        the served value's length in bytes
+//	rule        the policy rule that decided (reserved for the policy)
+//	error       the error line answered to the engine
+//
+// # Compatibility
+//
+// Readers must ignore fields they do not know: version 1 may gain optional
+// fields. Removing a field or changing a field's meaning raises v, and
+// [Scan] refuses records of a version it does not know rather than
+// misreading them.
+//
+// # Rotation
+//
+// The file is opened with O_APPEND, so copytruncate rotation works as is.
+// For rename rotation (logrotate's default create mode), the writer notices
+// within [Options.CheckEvery] that the path names another file, or none, and
+// opens the path again; [Writer.Reopen] (on SIGHUP) does it at once. Records
+// written between the rename and the reopen land in the renamed file, so
+// compress it one rotation late (logrotate delaycompress).
+package audit

@@ -1,0 +1,127 @@
+package audit
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver"
+)
+
+// FormatVersion is the record format this package writes and reads (the
+// "v" field). See the package documentation for what each version means.
+const FormatVersion = 1
+
+// Decision sums up an answer for people reading the trail.
+type Decision string
+
+// Decisions. A stale last-known-good copy is still DecisionAllow: a value
+// was served.
+const (
+	DecisionAllow Decision = "allow"
+	DecisionDeny  Decision = "deny"
+	DecisionError Decision = "error"
+)
+
+// ClassPolicyDenied is the class a policy refusal will carry. It is named
+// here ahead of the policy so the trail already files it under deny.
+const ClassPolicyDenied driver.Class = "policy_denied"
+
+// Record is one line of the trail. It has no field that could hold a value;
+// keep it that way.
+type Record struct {
+	V          int       `json:"v"`
+	Time       time.Time `json:"time"`
+	Secret     string    `json:"secret"`
+	Stored     string    `json:"stored,omitempty"`
+	Version    uint64    `json:"version,omitempty"`
+	Backend    string    `json:"backend,omitempty"`
+	Service    string    `json:"service,omitempty"`
+	ServiceID  string    `json:"service_id,omitempty"`
+	Task       string    `json:"task,omitempty"`
+	TaskID     string    `json:"task_id,omitempty"`
+	Image      string    `json:"image,omitempty"`
+	Node       string    `json:"node,omitempty"`
+	Decision   Decision  `json:"decision"`
+	Class      string    `json:"class"`
+	Cached     bool      `json:"cached"`
+	Stale      bool      `json:"stale,omitempty"`
+	StaleAgeMS int64     `json:"stale_age_ms,omitempty"`
+	DoNotReuse bool      `json:"do_not_reuse"`
+	Size       int       `json:"size,omitempty"`
+	LatencyMS  float64   `json:"latency_ms"`
+	// Rule names the policy rule that decided; empty until a policy
+	// exists (see Options.Rule).
+	Rule string `json:"rule,omitempty"`
+	// Error is the line answered to the engine. It is the only free text
+	// in a record, and the driver builds it without values.
+	Error string `json:"error,omitempty"`
+}
+
+// DecisionOf files a class under allow, deny or error.
+func DecisionOf(c driver.Class) Decision {
+	switch c {
+	case driver.ClassOK:
+		return DecisionAllow
+	case driver.ClassDenied, ClassPolicyDenied:
+		return DecisionDeny
+	default:
+		return DecisionError
+	}
+}
+
+// FromEvent builds the record of one answer made at the given time. It copies
+// selected fields only: never the request's labels or endpoint spec, which
+// are not part of the format, and never the Go error, whose text has not been
+// through the driver's line cleaning; the answered line has.
+func FromEvent(ev driver.Event, at time.Time) Record {
+	class := ev.Class
+	if class == "" && ev.Err == nil && ev.Line == "" {
+		class = driver.ClassOK
+	}
+	r := Record{
+		V:          FormatVersion,
+		Time:       at.UTC(),
+		Stored:     ev.Spec.Name,
+		Version:    ev.Version,
+		Backend:    ev.Backend,
+		Decision:   DecisionOf(class),
+		Class:      string(class),
+		Cached:     ev.Cached,
+		Stale:      ev.Stale,
+		DoNotReuse: ev.DoNotReuse,
+		// Microseconds, as the log has it: finer is noise, and a float
+		// keeps sub-millisecond cache hits readable.
+		LatencyMS: float64(ev.Latency.Microseconds()) / 1000,
+		Error:     ev.Line,
+	}
+	if r.Version == 0 {
+		// Nothing served: record the version the labels pinned, if any.
+		r.Version = ev.Spec.Version
+	}
+	if r.Backend == "" {
+		r.Backend = ev.Spec.Backend
+	}
+	if ev.Stale {
+		r.StaleAgeMS = ev.Age.Milliseconds()
+	}
+	if r.Decision == DecisionAllow {
+		r.Size = ev.Size
+	}
+	if q := ev.Request; q != nil {
+		r.Secret, r.Service, r.ServiceID = q.SecretName, q.ServiceName, q.ServiceID
+		r.Task, r.TaskID, r.Image, r.Node = q.TaskName, q.TaskID, q.TaskImage, q.NodeID
+	}
+	return r
+}
+
+// appendLine appends the record's JSON and a newline to b. encoding/json
+// escapes control characters and replaces invalid UTF-8, so the line is
+// always one line.
+func (r *Record) appendLine(b []byte) ([]byte, error) {
+	j, err := json.Marshal(r)
+	if err != nil {
+		return b, err
+	}
+	b = append(b, j...)
+	return append(b, '\n'), nil
+}

@@ -1,0 +1,224 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver"
+)
+
+// DefaultCheckEvery is how often, at most, the writer checks that its path
+// still names the open file.
+const DefaultCheckEvery = time.Second
+
+// ErrClosed is counted when a record arrives after Close.
+var ErrClosed = errors.New("audit writer closed")
+
+// Options configure a Writer.
+type Options struct {
+	// Stderr, when set, also gets every record (a copy for the plugin
+	// log; the file stays the trail). Its write errors are ignored.
+	Stderr io.Writer
+	// CheckEvery bounds how often Observe stats the path to notice a
+	// rename rotation; 0 means DefaultCheckEvery.
+	CheckEvery time.Duration
+	// Rule, when set, names the policy rule that decided an event. It runs
+	// on the request path. Until a policy exists and driver.Event carries
+	// its rule, leave it nil.
+	Rule func(driver.Event) string
+}
+
+// Writer appends records to a file. It is safe for concurrent use.
+type Writer struct {
+	path   string
+	stderr io.Writer
+	every  time.Duration
+	rule   func(driver.Event) string
+
+	mu      sync.Mutex
+	f       *os.File
+	id      os.FileInfo // what f is, to compare with stat(path)
+	checked time.Time   // last stat(path)
+	torn    bool        // the last write stopped mid-line
+	closed  bool
+
+	errs    atomic.Uint64
+	lastErr atomic.Pointer[error]
+}
+
+// Open opens (or creates, with its folders) the trail at path for appending.
+// New folders are 0700 and a new file 0600: the trail names every secret and
+// service. An existing file keeps its mode, which may be logrotate's choice.
+func Open(path string, o Options) (*Writer, error) {
+	if path == "" {
+		return nil, errors.New("audit file: empty path")
+	}
+	if o.CheckEvery <= 0 {
+		o.CheckEvery = DefaultCheckEvery
+	}
+	w := &Writer{path: path, stderr: o.Stderr, every: o.CheckEvery, rule: o.Rule}
+	f, id, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	w.f, w.id, w.checked = f, id, time.Now()
+	return w, nil
+}
+
+func openFile(path string) (*os.File, os.FileInfo, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("audit folder: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit file: %w", err)
+	}
+	id, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("audit file: %w", err)
+	}
+	return f, id, nil
+}
+
+// Observe writes the event's record. It is a driver.Observer: it runs on the
+// request path, so it never waits on anything but its own write, and a failure
+// is counted, not returned.
+//
+// There is no fsync per record: it would cost the swarm leader milliseconds
+// per task while it holds up task assignment. A written record is in the page
+// cache and survives a plugin or daemon crash; only a host crash can lose the
+// last few seconds, as it would the daemon's own logs.
+func (w *Writer) Observe(ev driver.Event) {
+	now := time.Now()
+	r := FromEvent(ev, now)
+	if w.rule != nil {
+		r.Rule = w.rule(ev)
+	}
+	// One leading byte is reserved for the newline that closes a torn line.
+	line, err := r.appendLine(make([]byte, 1, 512))
+	if err != nil {
+		w.fail(fmt.Errorf("encode record: %w", err))
+		return
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		w.fail(ErrClosed)
+		return
+	}
+	if now.Sub(w.checked) >= w.every {
+		w.checked = now
+		w.followRename()
+	}
+	out := line[1:]
+	if w.torn {
+		// A failed write left half a line: end it, so the garbage stays
+		// on a line of its own and this record is readable.
+		line[0] = '\n'
+		out = line
+	}
+	// One write(2) of a whole line on an O_APPEND file: concurrent readers
+	// and copytruncate see whole records, and the mutex keeps ours apart.
+	n, err := w.f.Write(out)
+	if n > 0 {
+		w.torn = n < len(out)
+	}
+	if err != nil {
+		w.fail(fmt.Errorf("write %s: %w", w.path, err))
+	}
+	if w.stderr != nil {
+		// Best effort: the file is the trail, stderr a convenience.
+		_, _ = w.stderr.Write(line[1:])
+	}
+}
+
+// followRename reopens the path when it no longer names the open file: moved
+// away or deleted by a rotation. Called with mu held. If the reopen fails,
+// records keep going to the old file, where they are still kept.
+func (w *Writer) followRename() {
+	st, err := os.Stat(w.path)
+	if err == nil && os.SameFile(st, w.id) {
+		return
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		w.fail(fmt.Errorf("check %s: %w", w.path, err))
+		return
+	}
+	if err := w.reopenLocked(); err != nil {
+		w.fail(err)
+	}
+}
+
+// Reopen opens the path again, for the binary to call on SIGHUP after a
+// rotation. On error the writer keeps the file it had.
+func (w *Writer) Reopen() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	w.checked = time.Now()
+	return w.reopenLocked()
+}
+
+func (w *Writer) reopenLocked() error {
+	f, id, err := openFile(w.path)
+	if err != nil {
+		return err
+	}
+	// No Sync of the old file: the page cache keeps its records, and an
+	// fsync here would stall the request that noticed the rotation.
+	_ = w.f.Close()
+	w.f, w.id, w.torn = f, id, false
+	return nil
+}
+
+// Close syncs and closes the file. Records observed later are counted as
+// errors (ErrClosed).
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	// Here, off the request path, the records are worth an fsync.
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// Errors counts failures since Open: records not written (or only partly),
+// and checks or reopens that failed. Poll it to log and report the trail's
+// health.
+func (w *Writer) Errors() uint64 { return w.errs.Load() }
+
+// LastError is the latest failure counted by Errors, or nil.
+func (w *Writer) LastError() error {
+	if p := w.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Path is the file the writer appends to.
+func (w *Writer) Path() string { return w.path }
+
+func (w *Writer) fail(err error) {
+	w.lastErr.Store(&err)
+	w.errs.Add(1)
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/audit"
+)
+
+// auditDefaultFile is where serve writes the trail by default: under the
+// state mount, whose default host source is the same path, so the command
+// finds it on the host without flags.
+const auditDefaultFile = "/var/lib/swarmkeep/audit/audit.log"
+
+// auditHealthEvery is how often serve logs new audit write failures: often
+// enough to notice a full disk, rarely enough not to flood the log with it.
+const auditHealthEvery = 10 * time.Second
+
+func init() {
+	register("audit", command{
+		summary: "show the audit trail: who was served which secret (never values)",
+		usage: `Usage: swarmkeep audit [--file FILE] [--all] [filters] [--json]
+
+Prints the plugin's audit trail, oldest first: one line per secret request
+answered, with the task that asked and what was decided. It never holds a
+value. Only the swarm leader asks the plugin: run this on the manager that
+was leader for the period, and after a leader change on each manager.
+
+  --file FILE      the trail (env SWARMKEEP_AUDIT_FILE, default ` + auditDefaultFile + `)
+  --all            read the rotated FILE.1 first (rotate with delaycompress)
+  --secret GLOB    the secret's name or its stored name; * and ? match as in shell patterns
+  --service GLOB   the service's name or ID
+  --decision D     allow (a value was served), deny (refused) or error
+  --backend NAME   the backend instance asked
+  --since T        from T: RFC 3339 (2025-01-02T15:04:05Z), a date (2025-01-02, UTC),
+                   or a duration ago (90m, 1h, 7d)
+  --until T        before T, in the same forms
+  --json           print the matching records as JSON lines (the file's format)
+`,
+		run: runAudit,
+	})
+}
+
+func runAudit(env *cliEnv, args []string) error {
+	fset := flag.NewFlagSet("audit", flag.ContinueOnError)
+	file := auditDefaultFile
+	if v := env.getenv("SWARMKEEP_AUDIT_FILE"); v != "" {
+		file = v
+	}
+	fset.StringVar(&file, "file", file, "audit file")
+	all := fset.Bool("all", false, "read FILE.1 first")
+	asJSON := fset.Bool("json", false, "JSON lines")
+	var f audit.Filter
+	var since, until string
+	fset.StringVar(&f.Secret, "secret", "", "secret glob")
+	fset.StringVar(&f.Service, "service", "", "service glob")
+	fset.StringVar(&f.Decision, "decision", "", "allow, deny or error")
+	fset.StringVar(&f.Backend, "backend", "", "backend instance")
+	fset.StringVar(&since, "since", "", "start time")
+	fset.StringVar(&until, "until", "", "end time")
+	pos, err := parseArgs(fset, args)
+	if err != nil {
+		return err
+	}
+	if err := exactArgs(pos, 0, "no arguments (filters are flags)"); err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, t := range []struct {
+		flag, val string
+		dst       *time.Time
+	}{{"since", since, &f.Since}, {"until", until, &f.Until}} {
+		if t.val == "" {
+			continue
+		}
+		if *t.dst, err = parseWhen(t.val, now); err != nil {
+			return fmt.Errorf("%w: --%s: %v", errUsage, t.flag, err)
+		}
+	}
+	if err := f.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+
+	files, err := openTrail(file, *all)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, fh := range files {
+			fh.Close()
+		}
+	}()
+	emit, flush := auditTable(env.stdout)
+	if *asJSON {
+		enc := json.NewEncoder(env.stdout)
+		emit, flush = func(r audit.Record) error { return enc.Encode(r) }, func() error { return nil }
+	}
+	for _, fh := range files {
+		st, err := audit.Scan(fh, f, emit)
+		if err != nil {
+			return fmt.Errorf("%s: %w", fh.Name(), err)
+		}
+		if st.Records == 0 && st.Skipped > 0 {
+			return fmt.Errorf("%s is not an audit trail: none of its %d line(s) is a record", fh.Name(), st.Skipped)
+		}
+		if st.Skipped > 0 {
+			fmt.Fprintf(env.stderr, "swarmkeep audit: skipped %d damaged line(s) in %s (a torn or partial write)\n", st.Skipped, fh.Name())
+		}
+	}
+	return flush()
+}
+
+// openTrail opens the trail, after its rotated predecessor with all. Both are
+// opened before anything is printed, so a missing file is one clear error.
+func openTrail(file string, all bool) ([]*os.File, error) {
+	var out []*os.File
+	if all {
+		switch fh, err := os.Open(file + ".1"); {
+		case err == nil:
+			out = append(out, fh)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, trailError(file+".1", err)
+		}
+	}
+	fh, err := os.Open(file)
+	if err != nil {
+		for _, o := range out {
+			o.Close()
+		}
+		return nil, trailError(file, err)
+	}
+	return append(out, fh), nil
+}
+
+func trailError(file string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("no audit trail at %s: the plugin writes it on the swarm leader (setting AUDIT_FILE); "+
+			"pass --file or set SWARMKEEP_AUDIT_FILE: %w", file, fs.ErrNotExist)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w (the trail is readable by root only: use sudo)", err)
+	}
+	return err
+}
+
+// auditTable prints records as an aligned table. IDs are cut to 12
+// characters and the task ID dropped from the task name, as docker service ps
+// does; --json has them whole.
+func auditTable(w io.Writer) (emit func(audit.Record) error, flush func() error) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tSECRET\tSTORED@VERSION\tSERVICE\tTASK\tNODE\tDECISION\tCLASS\tCACHED\tLATENCY")
+	emit = func(r audit.Record) error {
+		stored := r.Stored
+		if stored != "" && r.Version != 0 {
+			stored += "@" + strconv.FormatUint(r.Version, 10)
+		}
+		task := r.Task
+		if r.TaskID != "" {
+			task = strings.TrimSuffix(task, "."+r.TaskID)
+		}
+		cached := "no"
+		switch {
+		case r.Stale:
+			cached = "stale " + (time.Duration(r.StaleAgeMS) * time.Millisecond).Round(time.Second).String()
+		case r.Cached:
+			cached = "yes"
+		}
+		latency := time.Duration(math.Round(r.LatencyMS*1000)) * time.Microsecond
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.Time.UTC().Format("2006-01-02T15:04:05.000Z"), dash(r.Secret), dash(stored), dash(r.Service),
+			dash(task), dash(cut(r.Node, 12)), r.Decision, dash(r.Class), cached, latency)
+		return err
+	}
+	return emit, tw.Flush
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// parseWhen reads a --since or --until value: a time, a date (UTC midnight),
+// or a duration before now, with d for days since time.ParseDuration has none.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		if days, err := strconv.Atoi(n); err == nil && days >= 0 {
+			return now.AddDate(0, 0, -days), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: want RFC 3339 (2025-01-02T15:04:05Z), a date (2025-01-02) or a duration ago (1h, 7d)", s)
+}
+
+// startAudit opens the trail for serve and returns next composed with the
+// writer's Observe, and stop, which ends the SIGHUP and health watch and
+// closes the file. Call stop after the driver has drained.
+func startAudit(file string, toStderr bool, stderr io.Writer, log logrus.FieldLogger, next driver.Observer) (driver.Observer, func() error, error) {
+	o := audit.Options{}
+	if toStderr {
+		o.Stderr = stderr
+	}
+	w, err := audit.Open(file, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	tick := time.NewTicker(auditHealthEvery)
+	done := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watchAudit(w, log, hup, tick.C, done)
+	}()
+	log.WithField("file", file).Info("audit trail open")
+	stop := func() error {
+		signal.Stop(hup)
+		tick.Stop()
+		close(done)
+		<-watched
+		return w.Close()
+	}
+	// The trail first: it is the record an operator is asked for.
+	return func(ev driver.Event) { w.Observe(ev); next(ev) }, stop, nil
+}
+
+// watchAudit reopens the trail on SIGHUP and logs write failures as their
+// count grows, until done is closed. The writer never logs itself: it runs
+// on the request path, and one line per failed record would flood the log.
+func watchAudit(w *audit.Writer, log logrus.FieldLogger, hup <-chan os.Signal, tick <-chan time.Time, done <-chan struct{}) {
+	var reported uint64
+	report := func() {
+		if n := w.Errors(); n > reported {
+			log.WithFields(logrus.Fields{"file": w.Path(), "failures": n - reported}).Errorf("audit trail incomplete: %v", w.LastError())
+			reported = n
+		}
+	}
+	for {
+		select {
+		case <-hup:
+			if err := w.Reopen(); err != nil {
+				log.WithField("file", w.Path()).Errorf("audit trail not reopened, still writing the old file: %v", err)
+			} else {
+				log.WithField("file", w.Path()).Info("audit trail reopened")
+			}
+		case <-tick:
+			report()
+		case <-done:
+			report()
+			return
+		}
+	}
+}
