@@ -102,12 +102,46 @@ func (t bodyTemplate) body(dst []byte, i int) []byte {
 	return append(dst, t.post...)
 }
 
+// appendDoc appends what the Vault backend answers for the KV v2 document
+// {"value": value(i)} read without swarmkeep.field: the whole document as
+// compact JSON.
+func appendDoc(dst []byte, i int) []byte {
+	dst = append(dst, `{"value":"`...)
+	dst = appendValue(dst, i)
+	return append(dst, `"}`...)
+}
+
 // target is one plugin socket to load: names 0..n-1 are stored there.
 type target struct {
 	client *http.Client
 	n      int
-	// null: every answer is nullValue, else appendValue(i).
-	null bool
+	// null: every answer is nullValue; doc: appendDoc(i); else
+	// appendValue(i).
+	null, doc bool
+	// tally, when set, counts failed requests instead of ending the load,
+	// for a measurement that must report how many answers failed; their
+	// latencies count like the others'.
+	tally *errTally
+}
+
+// errTally counts failed requests and keeps the last error.
+type errTally struct {
+	mu   sync.Mutex
+	n    int
+	last error
+}
+
+func (e *errTally) note(err error) {
+	e.mu.Lock()
+	e.n++
+	e.last = err
+	e.mu.Unlock()
+}
+
+func (e *errTally) count() (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n, e.last
 }
 
 type answer struct {
@@ -139,9 +173,12 @@ func (t target) get(ctx context.Context, i int, body, want []byte) error {
 	if a.Err != "" || resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("status %d: %s", resp.StatusCode, a.Err)
 	}
-	if t.null {
+	switch {
+	case t.null:
 		want = nullValue
-	} else {
+	case t.doc:
+		want = appendDoc(want[:0], i)
+	default:
 		want = appendValue(want[:0], i)
 	}
 	if !bytes.Equal(a.Value, want) {
@@ -210,7 +247,7 @@ func runMixed(ctx context.Context, ts []target, tmpl bodyTemplate, conc int, war
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(w)))
 			body := make([]byte, 0, 1024)
-			want := make([]byte, 0, valueBytes)
+			want := make([]byte, 0, 2*valueBytes)
 			lat := make([][]time.Duration, len(ts))
 			for k := range lat {
 				lat[k] = make([]time.Duration, 0, 1<<14)
@@ -224,9 +261,12 @@ func runMixed(ctx context.Context, ts []target, tmpl bodyTemplate, conc int, war
 				i := rng.IntN(ts[k].n)
 				body = tmpl.body(body, i)
 				if err := ts[k].get(ctx, i, body, want); err != nil {
-					errs[w] = err
-					cancel()
-					break
+					if ts[k].tally == nil {
+						errs[w] = err
+						cancel()
+						break
+					}
+					ts[k].tally.note(err)
 				}
 				t1 := time.Now()
 				if !t0.Before(warmEnd) {
@@ -255,7 +295,7 @@ func runMixed(ctx context.Context, ts []target, tmpl bodyTemplate, conc int, war
 			all = append(all, lats[w][k]...)
 		}
 		if len(all) == 0 {
-			return nil, errors.New("no request completed after the warm-up")
+			return nil, errStalled
 		}
 		slices.Sort(all)
 		out[k] = loadResult{
@@ -269,6 +309,11 @@ func runMixed(ctx context.Context, ts []target, tmpl bodyTemplate, conc int, war
 	}
 	return out, nil
 }
+
+// errStalled: no request started after the warm-up, because every worker
+// was still waiting for an answer when the load ended. On a busy machine
+// a short slice can stall so.
+var errStalled = errors.New("no request completed after the warm-up")
 
 // percentile is the nearest-rank percentile of sorted samples.
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -289,7 +334,7 @@ func sweep(ctx context.Context, t target, tmpl bodyTemplate, conc, extra int) ([
 		go func() {
 			defer wg.Done()
 			body := make([]byte, 0, 1024)
-			want := make([]byte, 0, valueBytes)
+			want := make([]byte, 0, 2*valueBytes)
 			for k := range next {
 				i, first := k, k < t.n
 				if !first {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -43,35 +44,14 @@ func measureThroughput(ctx context.Context, cfg config, st *stores, sockDir stri
 			return err
 		}
 	}
-	const sliceWarm = 10 * time.Millisecond
-	pairs := max(1, int(cfg.tputDur/cfg.slice))
-	var all [2][]loadResult
-	var ratios []float64
-	for round := range cfg.rounds {
-		var rr [2][]loadResult
-		for p := range pairs {
-			var pr [2]loadResult
-			for q := range 2 {
-				k := (p + q) % 2 // 0 null, 1 store
-				t := []target{tn, ts}[k]
-				r, err := runLoad(ctx, t, tmpl, cfg.conc, sliceWarm, cfg.slice, uint64(round*pairs+p))
-				if err != nil {
-					return fmt.Errorf("%s: %w", []string{"null", "store"}[k], err)
-				}
-				pr[k] = r
-				rr[k] = append(rr[k], r)
-			}
-			ratios = append(ratios, pr[1].RPS/pr[0].RPS)
-		}
-		for k, name := range []string{"null", "store"} {
-			logf("  round %d %-5s %s", round+1, name, pool(rr[k]))
-			all[k] = append(all[k], rr[k]...)
-		}
+	res, err := alternate(ctx, []string{"null", "store"}, []target{tn, ts}, tmpl, cfg.conc, cfg.slice, cfg.tputDur, cfg.rounds)
+	if err != nil {
+		return err
 	}
 	if err := errors.Join(null.check(), file.check()); err != nil {
 		return err
 	}
-	bn, bs := pool(all[0]), pool(all[1])
+	bn, bs := res.pooled[0], res.pooled[1]
 	c := fmt.Sprintf("c%d", cfg.conc)
 	rep.info("null "+c+" req/s", bn.RPS, "req/s", fmt.Sprintf("%.0f", bn.RPS))
 	rep.info("null "+c+" p50", us(bn.P50), "µs", fmtDur(bn.P50))
@@ -80,13 +60,134 @@ func measureThroughput(ctx context.Context, cfg config, st *stores, sockDir stri
 	rep.info(pre+"req/s", bs.RPS, "req/s", fmt.Sprintf("%.0f", bs.RPS))
 	rep.info(pre+"p50", us(bs.P50), "µs", fmtDur(bs.P50))
 	rep.info(pre+"p99", us(bs.P99), "µs", fmtDur(bs.P99))
-	slices.Sort(ratios)
-	tr := ratios[len(ratios)/2]
-	rep.atLeast("throughput store/null", tr, 0.9, "ratio",
-		fmt.Sprintf("%s (pairs %.2f..%.2f)", fmtRatio(tr), ratios[len(ratios)/10], ratios[len(ratios)-1-len(ratios)/10]), ">= 0.90x")
+	tr, shown := medianRatio(res.ratios[1], "pairs")
+	rep.atLeast("throughput store/null", tr, 0.9, "ratio", shown+res.stalls(), ">= 0.90x")
 	pr := float64(bs.P99) / float64(bn.P99)
 	rep.atMost("p99 store/null", pr, 2, "ratio", fmtRatio(pr), "<= 2.00x")
 	return nil
+}
+
+// sliced is what alternate measured: each target's slices pooled, and for
+// every target but the first its throughput over the first's, one ratio
+// per group of adjacent slices.
+type sliced struct {
+	names  []string
+	pooled []loadResult
+	ratios [][]float64
+	// stalled counts each target's slices in which no request was
+	// measured (errStalled): their groups give no ratio for that target
+	// (none at all when it is the first target).
+	stalled []int
+}
+
+// stalls says which slices stalled, for the report: "" when none did.
+func (s sliced) stalls() string {
+	var parts []string
+	for j, n := range s.stalled {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s.names[j], n))
+		}
+	}
+	if parts == nil {
+		return ""
+	}
+	return "; stalled slices dropped: " + strings.Join(parts, ", ")
+}
+
+// alternate loads the targets in turns of one slice each at conc, for dur
+// per target and round, in groups of one slice per target. Load from
+// elsewhere on the machine changes over seconds, so the slices of a group
+// see the same machine; the ratios are taken within groups. The turn
+// orders follow a Williams design (turnOrder), so no target always comes
+// first or follows the same other one. With two targets this is
+// measurement 1's null/store, store/null pairs.
+//
+// A slice that stalls (no request measured: the machine did not run the
+// bench for the whole slice) is dropped and counted, and its group gives
+// no ratio for that target; more than a quarter of a target's slices
+// stalled fails the measurement.
+func alternate(ctx context.Context, names []string, ts []target, tmpl bodyTemplate, conc int, slice, dur time.Duration, rounds int) (sliced, error) {
+	const sliceWarm = 10 * time.Millisecond
+	k := len(ts)
+	groups := max(1, int(dur/slice))
+	all := make([][]loadResult, k)
+	out := sliced{names: names, ratios: make([][]float64, k), stalled: make([]int, k)}
+	for round := range rounds {
+		rr := make([][]loadResult, k)
+		for p := range groups {
+			rps := make([]float64, k)
+			g := round*groups + p
+			for _, j := range turnOrder(k, g) {
+				r, err := runLoad(ctx, ts[j], tmpl, conc, sliceWarm, slice, uint64(g))
+				if errors.Is(err, errStalled) && ctx.Err() == nil {
+					out.stalled[j]++
+					continue
+				}
+				if err != nil {
+					return sliced{}, fmt.Errorf("%s: %w", names[j], err)
+				}
+				rps[j] = r.RPS
+				rr[j] = append(rr[j], r)
+			}
+			for j := 1; j < k; j++ {
+				if rps[0] > 0 && rps[j] > 0 {
+					out.ratios[j] = append(out.ratios[j], rps[j]/rps[0])
+				}
+			}
+		}
+		for j := range k {
+			if len(rr[j]) > 0 {
+				logf("  round %d %-5s %s", round+1, names[j], pool(rr[j]))
+			}
+			all[j] = append(all[j], rr[j]...)
+		}
+	}
+	if s := out.stalls(); s != "" {
+		logf("  %s", strings.TrimPrefix(s, "; "))
+	}
+	for j := range k {
+		if out.stalled[j] > rounds*groups/4 || (j > 0 && len(out.ratios[j]) == 0) {
+			return sliced{}, fmt.Errorf("%s: %d of %d slices stalled: the machine is too busy to compare", names[j], out.stalled[j], rounds*groups)
+		}
+		out.pooled = append(out.pooled, pool(all[j]))
+	}
+	return out, nil
+}
+
+// turnOrder is the order of group g's turns for k targets, from a Williams
+// design: row 0 is 0, 1, k-1, 2, k-2, ..., row r adds r mod k to it and,
+// for odd k, rows k to 2k-1 are rows 0 to k-1 reversed. Over a cycle (k
+// groups, or 2k for odd k) every target takes every turn equally often and
+// follows every other target equally often, so neither a slice's turn nor
+// the slice before it can favour one target. For k = 2 the rows are
+// (0, 1), (1, 0).
+func turnOrder(k, g int) []int {
+	cycle := k
+	if k%2 == 1 {
+		cycle = 2 * k
+	}
+	r := g % cycle
+	out := make([]int, k)
+	for i := range k {
+		b := (i + 1) / 2
+		if i > 0 && i%2 == 0 {
+			b = k - i/2
+		}
+		out[i] = (b + r) % k
+	}
+	if r >= k {
+		slices.Reverse(out)
+	}
+	return out
+}
+
+// medianRatio is the median of per-group ratios, shown with the 10th and
+// 90th percentiles.
+func medianRatio(rs []float64, groups string) (float64, string) {
+	rs = slices.Clone(rs)
+	slices.Sort(rs)
+	m := rs[len(rs)/2]
+	return m, fmt.Sprintf("%s (%s %.2f..%.2f)", fmtRatio(m), groups, rs[len(rs)/10], rs[len(rs)-1-len(rs)/10])
 }
 
 // measureLatency takes the p50 of one Get at concurrency 1 for each store

@@ -16,6 +16,7 @@ const (
 	pass = "pass"
 	fail = "FAIL"
 	info = "info"
+	skip = "skip"
 )
 
 // figure is one line of the result table.
@@ -91,6 +92,18 @@ func (r *report) failed(name, target string, err error) {
 	r.Figures = append(r.Figures, figure{Name: name, Shown: "error", Target: target, Verdict: fail, Note: err.Error()})
 }
 
+// skipped records a figure that cannot be measured on this machine, for
+// reason: a failure when the environment has CI=true, where a skip would
+// hide that nothing was measured.
+func (r *report) skipped(name, target, reason string) {
+	verdict := skip
+	if os.Getenv("CI") == "true" {
+		verdict = fail
+		r.Errors = append(r.Errors, fmt.Sprintf("%s: %s and CI=true", name, reason))
+	}
+	r.Figures = append(r.Figures, figure{Name: name, Shown: reason, Target: target, Verdict: verdict, Note: reason})
+}
+
 func (r *report) counts() (passed, failed int) {
 	for _, f := range r.Figures {
 		switch f.Verdict {
@@ -117,6 +130,16 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "error: %s\n", e)
 	}
 	p, f := r.counts()
+	skips := 0
+	for _, fig := range r.Figures {
+		if fig.Verdict == skip {
+			skips++
+		}
+	}
+	if skips > 0 {
+		fmt.Fprintf(w, "\nbench: %d passed, %d failed, %d skipped\n", p, f, skips)
+		return
+	}
 	fmt.Fprintf(w, "\nbench: %d passed, %d failed\n", p, f)
 }
 

@@ -46,6 +46,9 @@ type server struct {
 	client *http.Client
 	failed atomic.Int64
 	last   atomic.Value // string: the last error line answered
+	// answered counts values answered, stale those a cache answered from a
+	// last-known-good copy.
+	answered, stale atomic.Int64
 }
 
 // startServer serves in on dir/name.sock and returns once the backend is
@@ -58,9 +61,15 @@ func startServer(dir, name string, in driver.Instance, conns int) (*server, erro
 		// Stands in for the binary's log observer, which logs
 		// successes at debug level only, i.e. not at all by default.
 		Observer: func(ev driver.Event) {
-			if ev.Class != driver.ClassOK {
+			switch {
+			case ev.Class != driver.ClassOK:
 				s.failed.Add(1)
 				s.last.Store(ev.Line)
+			case ev.Stale:
+				s.answered.Add(1)
+				s.stale.Add(1)
+			default:
+				s.answered.Add(1)
 			}
 		},
 	})
