@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,19 +10,24 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/docker/go-connections/sockets"
 	"github.com/sirupsen/logrus"
 	"github.com/swarmkeep/swarmkeep/driver"
-	_ "github.com/swarmkeep/swarmkeep/driver/store" // registers the "file" backend
+	"github.com/swarmkeep/swarmkeep/driver/cache"
+	"github.com/swarmkeep/swarmkeep/driver/metrics" // also registers the "file" backend
 	_ "github.com/swarmkeep/swarmkeep/driver/vault" // registers the "vault" backend
 )
 
 // drainTimeout bounds how long a stop waits for requests in flight; it is
 // above the largest request deadline so no answered request is cut off.
 const drainTimeout = driver.MaxTimeout + time.Second
+
+// servingGCPercent is serve's GC target (GOGC), unless GOGC is set.
+const servingGCPercent = 50
 
 func init() {
 	register("serve", command{
@@ -44,6 +50,9 @@ reads its settings from the environment (config.json's Env):
   AUDIT            on or off: the audit trail of every answer (default on)
   AUDIT_FILE       audit trail file (default /var/lib/swarmkeep/audit/audit.log)
   AUDIT_STDERR     true copies each audit record to the plugin log (default false)
+  METRICS_SOCKET   /health and /metrics socket (default swarmkeep-metrics under
+                   /run/docker/plugins)
+  METRICS_ADDR     also serve them on this loopback address (default off)
 
 It stops on SIGTERM or SIGINT after the requests in flight are answered. It
 reopens the audit trail on SIGHUP, and notices a rotation by itself within 1s.
@@ -65,6 +74,13 @@ func runServe(env *cliEnv, args []string) error {
 	if err != nil {
 		return fmt.Errorf("bad settings (fix with docker plugin set): %w", err)
 	}
+	if env.getenv("GOGC") == "" {
+		// The plugin's live heap is small and bounded (about 6 MB with
+		// 10,000 cached records), so the default GC target of twice the
+		// live heap mostly holds garbage; half that keeps a manager's
+		// memory low for a few microseconds of GC per thousand requests.
+		debug.SetGCPercent(servingGCPercent)
+	}
 	log := newLogger(env.stderr, cfg.LogLevel)
 	observer := logObserver(log)
 	stopAudit := func() error { return nil }
@@ -82,11 +98,26 @@ func runServe(env *cliEnv, args []string) error {
 			log.Warnf("audit trail: %v", err)
 		}
 	}()
+	instances, caches := withCacheStats(driverInstances(cfg, log))
+	hash := configHash(cfg)
+	m := metrics.New(metrics.Options{
+		Version:      version,
+		ConfigHash:   hash,
+		Backends:     backendNames(cfg),
+		StoreRecords: storeRecords(cfg),
+		CacheStats: func(name string) (cache.Stats, bool) {
+			c, ok := caches[name] // filled by driver.New, read-only after
+			if !ok {
+				return cache.Stats{}, false
+			}
+			return c.Stats(), true
+		},
+	})
 	d, err := driver.New(driver.Options{
-		Instances: driverInstances(cfg, log),
+		Instances: instances,
 		Default:   cfg.Default,
 		Timeout:   cfg.Timeout,
-		Observer:  observer,
+		Observer:  observers(m.Observe, observer),
 	})
 	if err != nil {
 		return err
@@ -95,8 +126,17 @@ func runServe(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	log.WithFields(logrus.Fields{"socket": cfg.Socket, "version": version, "timeout": cfg.Timeout}).Info("swarmkeep serving")
+	// Metrics are for the operator: when their socket or port cannot be
+	// had, say so and serve secrets regardless.
+	stopMetrics, err := metrics.Serve(context.Background(), cfg.MetricsSocket, cfg.MetricsAddr, m.Handler())
+	if err != nil {
+		log.Warnf("metrics and health off: %v", err)
+		stopMetrics = func() error { return nil }
+	}
+	log.WithFields(logrus.Fields{"socket": cfg.Socket, "version": version, "timeout": cfg.Timeout,
+		"metrics": cfg.MetricsSocket, "config_hash": hash}).Info("swarmkeep serving")
 	d.Warm(func(name string, err error) {
+		m.SetBackendReady(name, err)
 		if err != nil {
 			log.WithField("backend", name).Warnf("backend not ready, will retry on the next request: %v", err)
 			return
@@ -119,6 +159,11 @@ func runServe(env *cliEnv, args []string) error {
 	_ = l.Close()
 	if !d.Drain(drainTimeout) {
 		log.Warn("stopped with requests still in flight")
+	}
+	// After the drain, so the last answers are counted and health stays
+	// readable while the plugin stops.
+	if err := stopMetrics(); err != nil {
+		log.Warnf("metrics: %v", err)
 	}
 	_ = os.Remove(cfg.Socket)
 	return d.Close()

@@ -38,6 +38,13 @@ func (s *Store) Get(ctx context.Context, name string, version uint64) (driver.Se
 		return driver.Secret{}, err
 	}
 	v, err := rec.find(version)
+	if err != nil && rec.slim {
+		// The cache keeps only the latest version: read a pinned older one.
+		if rec, err = s.load(ctx, name, false); err != nil {
+			return driver.Secret{}, err
+		}
+		v, err = rec.find(version)
+	}
 	if err != nil {
 		return driver.Secret{}, recordErr(name, err)
 	}
@@ -86,7 +93,8 @@ func (s *Store) load(ctx context.Context, name string, useCache bool) (*record, 
 			return nil, recordErr(name, err)
 		}
 		if useCache {
-			s.cache.put(name, rev, rec)
+			slim := rec.slimCopy()
+			s.cache.put(slim.name, rev, slim)
 		}
 		return rec, nil
 	}
@@ -105,12 +113,13 @@ func (s *Store) parse(blob []byte, name string, ring *keyring) (*record, error) 
 	return parseRecord(blob, name, s.id, func(id uint32) *dataKey { return ring.keys[id] })
 }
 
-// Info describes name's kept versions without decrypting anything.
+// Info describes name's kept versions without decrypting anything. It
+// reads the medium: the cache keeps only the latest version.
 func (s *Store) Info(ctx context.Context, name string) (Entry, error) {
 	if err := ValidateName(name); err != nil {
 		return Entry{}, err
 	}
-	rec, err := s.load(ctx, name, true)
+	rec, err := s.load(ctx, name, false)
 	if err != nil {
 		return Entry{}, err
 	}

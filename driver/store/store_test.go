@@ -361,3 +361,31 @@ func TestStore_ContextCanceled(t *testing.T) {
 		t.Fatalf("Get with canceled context: %v", err)
 	}
 }
+
+// The cache keeps only the latest version of a record; a pinned older one
+// is read from the medium and is still exact, and the latest stays cached.
+func TestCacheKeepsLatestOnly(t *testing.T) {
+	ts := newTestStore(t, InitOptions{MaxVersions: 5})
+	s := ts.handle(t)
+	mustPut(t, s, "db", "one")
+	mustPut(t, s, "db", "two")
+	mustPut(t, s, "db", "three")
+	if got := mustGet(t, s, "db", 0); got != "three" {
+		t.Fatalf("latest: %q", got)
+	}
+	rec := s.cache.byKey["db"].Value.(*cacheEntry).rec
+	if !rec.slim || len(rec.versions) != 1 || rec.versions[0].num != 3 {
+		t.Fatalf("cached record: slim=%v versions=%d", rec.slim, len(rec.versions))
+	}
+	for v, want := range map[uint64]string{1: "one", 2: "two", 3: "three", 0: "three"} {
+		if got := mustGet(t, s, "db", v); got != want {
+			t.Fatalf("version %d: %q, want %q", v, got, want)
+		}
+	}
+	if _, err := s.Get(context.Background(), "db", 9); !errors.Is(err, driver.ErrNotFound) {
+		t.Fatalf("version 9: %v", err)
+	}
+	if e, err := s.Info(context.Background(), "db"); err != nil || len(e.Versions) != 3 {
+		t.Fatalf("info after a cached get: %+v %v", e, err)
+	}
+}
