@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/metrics"
 )
 
 // Environment the serve command reads. In a managed plugin these are the
@@ -28,6 +29,10 @@ const (
 	EnvAudit       = "AUDIT" // "off" disables it
 	EnvAuditFile   = "AUDIT_FILE"
 	EnvAuditStderr = "AUDIT_STDERR"
+	// Metrics and health: the socket (a name under /run/docker/plugins or
+	// an absolute path) and an optional loopback HOST:PORT for Prometheus.
+	EnvMetricsSocket = "METRICS_SOCKET"
+	EnvMetricsAddr   = "METRICS_ADDR"
 )
 
 // Defaults, equal to config.json's, so the binary behaves the same outside
@@ -59,6 +64,10 @@ type Config struct {
 	// a swarmkeep.backend label.
 	Backends []BackendConfig
 	Default  string
+	// MetricsSocket is an absolute path; MetricsAddr a loopback
+	// HOST:PORT, or "" for no TCP listener.
+	MetricsSocket string
+	MetricsAddr   string
 }
 
 // LoadConfig reads and validates the environment, all or nothing: on error
@@ -104,6 +113,14 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	if c.AuditStderr, err = strconv.ParseBool(get(EnvAuditStderr, "false")); err != nil {
 		errs = append(errs, fmt.Errorf("%s: want true or false", EnvAuditStderr))
+	}
+	if c.MetricsSocket, err = metrics.ResolveSocket(get(EnvMetricsSocket, "")); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", EnvMetricsSocket, err))
+	}
+	if c.MetricsAddr = get(EnvMetricsAddr, ""); c.MetricsAddr != "" {
+		if err := metrics.CheckAddr(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvMetricsAddr, err))
+		}
 	}
 	for name, p := range map[string]string{EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir, EnvAuditFile: c.AuditFile} {
 		if p != "" && !filepath.IsAbs(p) {
