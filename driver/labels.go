@@ -73,7 +73,8 @@ type LabelError struct {
 
 func (e *LabelError) Error() string {
 	if e.Value == "" && e.Want == "" {
-		return fmt.Sprintf("unknown label %s (known: %s)", e.Label, strings.Join(knownLabels(), ", "))
+		// The key is the user's: quoted and cut, like a value.
+		return fmt.Sprintf("unknown label %s (known: %s)", quoteShort(e.Label), strings.Join(knownLabels(), ", "))
 	}
 	return fmt.Sprintf("label %s=%s is invalid, want %s", e.Label, quoteShort(e.Value), e.Want)
 }

@@ -28,7 +28,7 @@ func TestParseSpec(t *testing.T) {
 		{name: "all labels", secret: "s", labels: map[string]string{LabelVersion: "3", LabelReuse: "false",
 			LabelEncoding: "base64", LabelBackend: "vault-prod", "unrelated": "x"},
 			want: Spec{Name: "s", Version: 3, Reuse: false, Encoding: EncodingBase64, Backend: "vault-prod"}},
-		{name: "unknown label", secret: "s", labels: map[string]string{"swarmkeep.nmae": "x"}, wantErr: "unknown label swarmkeep.nmae"},
+		{name: "unknown label", secret: "s", labels: map[string]string{"swarmkeep.nmae": "x"}, wantErr: `unknown label "swarmkeep.nmae"`},
 		{name: "bad reuse", secret: "s", labels: map[string]string{LabelReuse: "maybe"}, wantErr: `swarmkeep.reuse="maybe" is invalid, want true or false`},
 		{name: "version zero", secret: "s", labels: map[string]string{LabelVersion: "0"}, wantErr: "swarmkeep.version"},
 		{name: "version text", secret: "s", labels: map[string]string{LabelVersion: "latest"}, wantErr: "swarmkeep.version"},
