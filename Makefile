@@ -10,6 +10,7 @@ CONFIG_DIR  ?= /etc/swarmkeep
 BUNDLE      := build/plugin
 GO          ?= go
 GOTEST      := $(GO) test -race -count=1
+FUZZTIME    ?= 10
 Q           := $(if $V,,@)
 
 export LDFLAGS := -X main.version=$(VERSION)
@@ -53,14 +54,17 @@ install: build ## install the operator binary as $(PREFIX)/bin/swarmkeep
 	$(Q)install -D -m 0755 build/swarmkeep $(DESTDIR)$(PREFIX)/bin/swarmkeep
 
 ## ---- run and test ------------------------------------------------------
-.PHONY: demo test unit e2e bench lint clean help
+.PHONY: demo test unit fuzz e2e bench lint clean help
 demo: ## build and enable the plugin, store a value, and read it in a swarm service
 	$(Q)scripts/demo.sh
 
-test: lint unit e2e ## run everything: lint, unit tests and the real-swarm e2e tests
+test: lint unit fuzz e2e ## run everything: lint, unit tests, fuzzing and the real-swarm e2e tests
 
 unit: ## unit tests with the race detector
 	$(Q)$(GOTEST) ./...
+
+fuzz: ## run each Go fuzz target for FUZZTIME seconds (default 10), one after another
+	$(Q)scripts/fuzz.sh $(FUZZTIME)
 
 e2e: ## end-to-end tests against a real dockerd in swarm mode (root starts a private one)
 	$(Q)$(GOTEST) -tags e2e -timeout 15m ./test/e2e/
