@@ -70,6 +70,7 @@ func TestVaultBackendServesService(t *testing.T) {
 
 	stored := uniq("db")
 	password := "pässw0rd <&> \"q\" \\ end"
+	recordValue("vault old password", []byte("old password"))
 	srv.PutKV2("", "secret", "e2e/"+stored, map[string]any{"username": "app-user", "password": "old password"})
 	srv.PutKV2("", "secret", "e2e/"+stored, map[string]any{"username": "app-user", "password": password})
 	otherPath := "other/" + E.runID + "/cfg"

@@ -247,9 +247,11 @@ func (e *env) cliEnv() []string {
 	return []string{"SWARMKEEP_STORE=" + e.storeDir, "SWARMKEEP_KEY_FILE=" + e.keyFile}
 }
 
-// put stores value under name with `swarmkeep put NAME` reading stdin.
+// put stores value under name with `swarmkeep put NAME` reading stdin; the value is recorded
+// for the leak scan (leak_test.go).
 func put(t *testing.T, name string, value []byte) {
 	t.Helper()
+	recordValue("put "+name, value)
 	cliRun(t, value, "put", name)
 }
 
@@ -476,8 +478,10 @@ func readSecretFile(t *testing.T, tk swarm.Task, target string) []byte {
 }
 
 // assertSecretInTasks checks that every task sees exactly want at /run/secrets/<target>.
+// want is recorded for the leak scan: it covers values seeded straight into a remote backend.
 func assertSecretInTasks(t *testing.T, tasks []swarm.Task, target string, want []byte) {
 	t.Helper()
+	recordValue("served at /run/secrets/"+target, want)
 	for _, tk := range tasks {
 		got := readSecretFile(t, tk, target)
 		if !bytes.Equal(got, want) {

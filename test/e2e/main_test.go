@@ -232,7 +232,14 @@ func mainRun(m *testing.M) (code int) {
 	logf("setup done in %s", time.Since(start).Round(time.Millisecond))
 
 	code = m.Run()
+	// The leak scan greps the plugin's inspect JSON, so it is taken before the cleanup removes
+	// the plugin, and the logs after it, once the plugin's last lines are written.
+	inspect := e.pluginInspectJSON()
 	e.cleanup()
+	if err := e.scanForLeaks(inspect); err != nil {
+		logf("FAIL: %v", err)
+		code = 1
+	}
 	logf("e2e run took %s", time.Since(start).Round(time.Millisecond))
 	return code
 }
