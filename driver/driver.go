@@ -22,6 +22,26 @@ const (
 
 var errUnknownBackend = errors.New("unknown backend")
 
+// ErrPolicyDenied marks a request the access policy refused. It is decided
+// before any backend is asked, so a denial never reveals whether the name
+// exists.
+var ErrPolicyDenied = errors.New("access denied by policy")
+
+// Decision is an access decision: which rule decided and why, for the log,
+// the audit trail and policy explain.
+type Decision struct {
+	Allow  bool
+	Rule   string
+	Reason string
+}
+
+// Authorizer decides whether a request may read the stored name its spec
+// resolved to. It runs on every request: keep it fast and never let it
+// look at a backend.
+type Authorizer interface {
+	Authorize(req *Request, spec Spec) Decision
+}
+
 // Event reports one answered request to the binary, which logs it (and later
 // counts and audits it). It never holds the value.
 type Event struct {
@@ -40,8 +60,10 @@ type Event struct {
 	Cached bool
 	// DoNotReuse is what the engine was told.
 	DoNotReuse bool
-	Class      Class
-	Err        error
+	// Decision is the access decision, when one was made.
+	Decision Decision
+	Class    Class
+	Err      error
 	// Line is the Err line answered to the engine, empty on success.
 	Line    string
 	Latency time.Duration
@@ -60,6 +82,9 @@ type Options struct {
 	// Timeout bounds each request; 0 means DefaultTimeout.
 	Timeout  time.Duration
 	Observer Observer
+	// Authorizer, when set, is asked before every backend read; nil lets
+	// every request through (the swarmkeep.services label still narrows).
+	Authorizer Authorizer
 }
 
 // Driver answers GetSecret requests. It is safe for concurrent use.
@@ -69,6 +94,7 @@ type Driver struct {
 	dflt     string
 	timeout  time.Duration
 	observe  Observer
+	authz    Authorizer
 	inflight sync.WaitGroup
 }
 
@@ -84,7 +110,7 @@ func New(o Options) (*Driver, error) {
 	if o.Timeout < MinTimeout || o.Timeout > MaxTimeout {
 		return nil, fmt.Errorf("request timeout %s out of range %s..%s", o.Timeout, MinTimeout, MaxTimeout)
 	}
-	d := &Driver{backends: map[string]Backend{}, lazy: map[string]*lazyBackend{}, timeout: o.Timeout, observe: o.Observer}
+	d := &Driver{backends: map[string]Backend{}, lazy: map[string]*lazyBackend{}, timeout: o.Timeout, observe: o.Observer, authz: o.Authorizer}
 	if d.observe == nil {
 		d.observe = func(Event) {}
 	}
@@ -164,6 +190,9 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 		return nil, err
 	}
 	ev.Spec = spec
+	if err := d.authorize(&req, spec, ev); err != nil {
+		return nil, err
+	}
 	name := spec.Backend
 	if name == "" {
 		name = d.dflt
@@ -189,6 +218,24 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 		return nil, fmt.Errorf("stored %s version %d: %w", quoteShort(spec.Name), sec.Version, err)
 	}
 	return value, nil
+}
+
+// authorize applies the swarmkeep.services label, which can only narrow,
+// then the access policy.
+func (d *Driver) authorize(req *Request, spec Spec, ev *Event) error {
+	service := quoteShort(req.ServiceName)
+	if !spec.AllowsService(req.ServiceName) {
+		ev.Decision = Decision{Rule: LabelServices, Reason: "the secret's " + LabelServices + " label does not list service " + service}
+		return fmt.Errorf("%w for service %s (the secret's %s label)", ErrPolicyDenied, service, LabelServices)
+	}
+	if d.authz == nil {
+		return nil
+	}
+	ev.Decision = d.authz.Authorize(req, spec)
+	if !ev.Decision.Allow {
+		return fmt.Errorf("%w for service %s", ErrPolicyDenied, service)
+	}
+	return nil
 }
 
 // getBounded returns when the backend answers or the deadline passes,

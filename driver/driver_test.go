@@ -94,13 +94,13 @@ func newTestDriver(t *testing.T, b *memBackend, timeout time.Duration) (*Driver,
 
 func TestDriverGet(t *testing.T) {
 	b := &memBackend{values: map[string][][]byte{
-		"db":      {[]byte("v1"), []byte("v2")},
-		"api_key": {[]byte("k")},
-		"b64":     {[]byte("aGVs\nbG8=\n")},
-		"bad64":   {[]byte("!!!")},
-		"empty":   {{}},
-		"big":     {bytes.Repeat([]byte("x"), MaxValueBytes+1)},
-		"max":     {bytes.Repeat([]byte("x"), MaxValueBytes)},
+		"db":           {[]byte("v1"), []byte("v2")},
+		"demo/api_key": {[]byte("k")},
+		"b64":          {[]byte("aGVs\nbG8=\n")},
+		"bad64":        {[]byte("!!!")},
+		"empty":        {{}},
+		"big":          {bytes.Repeat([]byte("x"), MaxValueBytes+1)},
+		"max":          {bytes.Repeat([]byte("x"), MaxValueBytes)},
 	}}
 	d, _ := newTestDriver(t, b, time.Second)
 	tests := []struct {
@@ -286,5 +286,55 @@ func TestNotFoundFixNamesTheCommand(t *testing.T) {
 		if got := tc.e.notFoundFix(); !strings.Contains(got, tc.want) {
 			t.Errorf("%+v: %q lacks %q", tc.e, got, tc.want)
 		}
+	}
+}
+
+type fixedAuthz struct {
+	allow map[string]bool // stored name -> allowed
+	calls atomic.Int64
+}
+
+func (a *fixedAuthz) Authorize(req *Request, spec Spec) Decision {
+	a.calls.Add(1)
+	if a.allow[spec.Name] {
+		return Decision{Allow: true, Rule: "r1", Reason: "granted"}
+	}
+	return Decision{Rule: "", Reason: "no rule grants " + spec.Name}
+}
+
+// A denial is decided before the backend: it cannot tell whether the name
+// exists, and the answer is the same for a present and an absent name.
+func TestDriverAuthorization(t *testing.T) {
+	b := &memBackend{values: map[string][][]byte{"ok": {[]byte("v")}, "secret": {[]byte("s3cr3t")}}}
+	d, evs := newTestDriver(t, b, time.Second)
+	authz := &fixedAuthz{allow: map[string]bool{"ok": true}}
+	d.authz = authz
+
+	if resp := d.Get(context.Background(), Request{SecretName: "ok", ServiceName: "web"}); string(resp.Value) != "v" {
+		t.Fatalf("allowed: %+v", resp)
+	}
+	present := d.Get(context.Background(), Request{SecretName: "secret", ServiceName: "web"})
+	absent := d.Get(context.Background(), Request{SecretName: "nope", ServiceName: "web"})
+	if present.Err == "" || strings.ReplaceAll(present.Err, `"secret"`, "X") != strings.ReplaceAll(absent.Err, `"nope"`, "X") {
+		t.Fatalf("denials differ:\n%s\n%s", present.Err, absent.Err)
+	}
+	if !strings.Contains(present.Err, `access denied by policy for service "web"`) || !strings.Contains(present.Err, "swarmkeep policy explain") {
+		t.Fatalf("Err %q", present.Err)
+	}
+	if got := b.calls.Load(); got != 1 {
+		t.Fatalf("backend asked %d times, want only for the allowed request", got)
+	}
+	last := (*evs)[len(*evs)-1]
+	if last.Class != ClassPolicyDenied || last.Decision.Allow || last.Decision.Reason == "" {
+		t.Fatalf("event %+v", last)
+	}
+
+	// The label narrows even what the policy grants, and is checked first.
+	resp := d.Get(context.Background(), Request{SecretName: "ok", ServiceName: "api", SecretLabels: map[string]string{LabelServices: "web"}})
+	if !strings.Contains(resp.Err, "swarmkeep.services") || authz.calls.Load() != 3 {
+		t.Fatalf("narrowing label: %q, authorizer calls %d", resp.Err, authz.calls.Load())
+	}
+	if resp := d.Get(context.Background(), Request{SecretName: "ok", ServiceName: "web", SecretLabels: map[string]string{LabelServices: "web,api"}}); string(resp.Value) != "v" {
+		t.Fatalf("listed service: %+v", resp)
 	}
 }

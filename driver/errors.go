@@ -20,6 +20,7 @@ const (
 	ClassInvalidRef   Class = "invalid_reference"
 	ClassCorrupt      Class = "corrupt"
 	ClassDenied       Class = "denied"
+	ClassPolicyDenied Class = "policy_denied"
 	ClassUnavailable  Class = "unavailable"
 	ClassTimeout      Class = "timeout"
 	ClassInvalidValue Class = "invalid_value"
@@ -46,6 +47,8 @@ func classify(err error) Class {
 		return ClassBadLabel
 	case errors.Is(err, errUnknownBackend):
 		return ClassNoBackend
+	case errors.Is(err, ErrPolicyDenied):
+		return ClassPolicyDenied
 	case errors.Is(err, context.DeadlineExceeded):
 		return ClassTimeout
 	case errors.Is(err, ErrNotFound):
@@ -72,6 +75,7 @@ var fixes = map[Class]string{
 	ClassInvalidRef:   "fix the secret's swarmkeep.name or swarmkeep.version label",
 	ClassCorrupt:      "run swarmkeep verify on the manager, check the key file, then put the value again",
 	ClassDenied:       "check the backend credentials in the plugin's config mount",
+	ClassPolicyDenied: "grant it in the policy file on the managers (see swarmkeep policy explain), or store it under this stack's namespace",
 	ClassUnavailable:  "check the plugin log and the backend, then restart the task",
 	ClassTimeout:      "check the backend's health, or raise the plugin's REQUEST_TIMEOUT",
 	ClassInvalidValue: "store a value Swarm accepts (1 byte to 511999 bytes), or fix swarmkeep.encoding",

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,7 +111,7 @@ func FuzzParseSpec(f *testing.F) {
 		// Map order must not matter: the same secret always gets the same
 		// answer, first error included.
 		spec2, err2 := ParseSpec(secretName, labels)
-		if spec != spec2 || errText(err) != errText(err2) {
+		if !reflect.DeepEqual(spec, spec2) || errText(err) != errText(err2) {
 			t.Fatalf("not deterministic: %+v %v / %+v %v", spec, err, spec2, err2)
 		}
 		if err != nil {
@@ -127,7 +128,7 @@ func FuzzParseSpec(f *testing.F) {
 		if v, ok := labels[LabelName]; ok {
 			wantName = v
 		} else if rest, ok := strings.CutPrefix(secretName, stack+"_"); ok && stack != "" && rest != "" {
-			wantName = rest
+			wantName = stack + "/" + rest
 		}
 		if spec.Name != wantName || (secretName != "" && spec.Name == "") {
 			t.Fatalf("Name %q, want %q (secret %q, stack %q)", spec.Name, wantName, secretName, stack)
@@ -189,7 +190,7 @@ func checkLabelError(t *testing.T, secretName string, labels map[string]string, 
 	if !errors.As(err, &le) {
 		t.Fatalf("error is %T, not *LabelError: %v", err, err)
 	}
-	if spec != (Spec{}) {
+	if !reflect.DeepEqual(spec, Spec{}) {
 		t.Fatalf("error %v came with a Spec: %+v", err, spec)
 	}
 	if _, ok := labels[le.Label]; !ok || !strings.HasPrefix(le.Label, LabelPrefix) {
@@ -208,11 +209,11 @@ func checkLabelError(t *testing.T, secretName string, labels map[string]string, 
 // odd enough that finding it in an Err can only mean a leak.
 func fuzzStored() map[string][][]byte {
 	return map[string][][]byte{
-		"alpha":   {[]byte("fz-alpha-value-v1"), []byte("fz-alpha-value-v2")},
-		"beta":    {[]byte("fz-beta-value\x00\xff")},
-		"b64":     {[]byte(base64.StdEncoding.EncodeToString([]byte("fz-decoded-b64-value")) + "\n")},
-		"api_key": {[]byte("fz-stack-api-key-value")},
-		"empty":   {{}},
+		"alpha":        {[]byte("fz-alpha-value-v1"), []byte("fz-alpha-value-v2")},
+		"beta":         {[]byte("fz-beta-value\x00\xff")},
+		"b64":          {[]byte(base64.StdEncoding.EncodeToString([]byte("fz-decoded-b64-value")) + "\n")},
+		"demo/api_key": {[]byte("fz-stack-api-key-value")},
+		"empty":        {{}},
 	}
 }
 

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,8 +14,8 @@ import (
 // so a typo cannot silently change what a service receives.
 const (
 	LabelPrefix = "swarmkeep."
-	// LabelName is the stored name to read. Default: the secret's name, less
-	// the "<stack>_" prefix that docker stack deploy adds.
+	// LabelName is the stored name to read. Default: the secret's name; for
+	// a secret of stack S named "S_key" by docker stack deploy, "S/key".
 	LabelName = LabelPrefix + "name"
 	// LabelVersion pins a stored version (1, 2, ...). Default: the latest.
 	LabelVersion = LabelPrefix + "version"
@@ -28,6 +29,9 @@ const (
 	LabelPath = LabelPrefix + "path"
 	// LabelField picks one field of a structured value (Vault).
 	LabelField = LabelPrefix + "field"
+	// LabelServices narrows who may read the secret: comma-separated globs
+	// of service names. It can only narrow what the access policy grants.
+	LabelServices = LabelPrefix + "services"
 
 	// StackNamespaceLabel is set by docker stack deploy on every secret and
 	// service of a stack.
@@ -61,6 +65,8 @@ type Spec struct {
 	// Path and Field address a value in a remote backend.
 	Path  string
 	Field string
+	// Services, when set, are the service-name globs allowed to read.
+	Services []string
 	// Stack is the stack namespace label, if any.
 	Stack string
 }
@@ -129,6 +135,19 @@ var labelParsers = map[string]func(*Spec, string) error{
 		s.Field = v
 		return nil
 	},
+	LabelServices: func(s *Spec, v string) error {
+		var globs []string
+		for _, g := range strings.Split(v, ",") {
+			g = strings.TrimSpace(g)
+			// Only '*' and '?', like the access policy's globs.
+			if g == "" || strings.ContainsAny(g, "%/[]{}\\") {
+				return &LabelError{LabelServices, v, "comma-separated service name globs, like web,api_*"}
+			}
+			globs = append(globs, g)
+		}
+		s.Services = globs
+		return nil
+	},
 	LabelBackend: func(s *Spec, v string) error {
 		if !validInstanceName(v) {
 			return &LabelError{LabelBackend, v, "a backend name of letters, digits, '-' and '_'"}
@@ -173,15 +192,31 @@ func ParseSpec(secretName string, labels map[string]string) (Spec, error) {
 	return spec, nil
 }
 
-// defaultStoredName strips the "<stack>_" prefix docker stack deploy puts on
-// secret names, so one compose file reads the same stored names in any stack.
+// defaultStoredName maps the "<stack>_key" name docker stack deploy gives a
+// stack's secret to "<stack>/key": one compose file works in any stack, each
+// stack reading its own namespace of stored names, which is also what the
+// default access policy lets a stack's services read.
 func defaultStoredName(secretName, stack string) string {
 	if stack != "" {
 		if rest, ok := strings.CutPrefix(secretName, stack+"_"); ok && rest != "" {
-			return rest
+			return stack + "/" + rest
 		}
 	}
 	return secretName
+}
+
+// AllowsService reports whether the swarmkeep.services label, if any, lets
+// service read the secret.
+func (s Spec) AllowsService(service string) bool {
+	if len(s.Services) == 0 {
+		return true
+	}
+	for _, g := range s.Services {
+		if ok, _ := path.Match(g, service); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // validInstanceName: backend instance names appear in labels, settings and

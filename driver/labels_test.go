@@ -2,6 +2,7 @@ package driver
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -16,8 +17,8 @@ func TestParseSpec(t *testing.T) {
 	}{
 		{name: "defaults", secret: "db_password",
 			want: Spec{Name: "db_password", Reuse: true, Encoding: EncodingRaw}},
-		{name: "stack prefix stripped", secret: "demo_api_key", labels: map[string]string{StackNamespaceLabel: "demo"},
-			want: Spec{Name: "api_key", Reuse: true, Encoding: EncodingRaw, Stack: "demo"}},
+		{name: "stack prefix becomes a namespace", secret: "demo_api_key", labels: map[string]string{StackNamespaceLabel: "demo"},
+			want: Spec{Name: "demo/api_key", Reuse: true, Encoding: EncodingRaw, Stack: "demo"}},
 		{name: "other stack prefix kept", secret: "prod_api_key", labels: map[string]string{StackNamespaceLabel: "demo"},
 			want: Spec{Name: "prod_api_key", Reuse: true, Encoding: EncodingRaw, Stack: "demo"}},
 		{name: "prefix only kept", secret: "demo_", labels: map[string]string{StackNamespaceLabel: "demo"},
@@ -35,6 +36,10 @@ func TestParseSpec(t *testing.T) {
 		{name: "bad encoding", secret: "s", labels: map[string]string{LabelEncoding: "hex"}, wantErr: "raw or base64"},
 		{name: "empty name", secret: "s", labels: map[string]string{LabelName: ""}, wantErr: "swarmkeep.name"},
 		{name: "name with percent", secret: "s", labels: map[string]string{LabelName: "a%sb"}, wantErr: "swarmkeep.name"},
+		{name: "services", secret: "s", labels: map[string]string{LabelServices: "web, api_*"},
+			want: Spec{Name: "s", Reuse: true, Encoding: EncodingRaw, Services: []string{"web", "api_*"}}},
+		{name: "bad services", secret: "s", labels: map[string]string{LabelServices: "web,,api"}, wantErr: "swarmkeep.services"},
+		{name: "bad services glob", secret: "s", labels: map[string]string{LabelServices: "[web"}, wantErr: "swarmkeep.services"},
 		{name: "bad backend", secret: "s", labels: map[string]string{LabelBackend: "a b"}, wantErr: "swarmkeep.backend"},
 		{name: "first error is stable", secret: "s", labels: map[string]string{LabelReuse: "x", LabelEncoding: "y"}, wantErr: "swarmkeep.encoding"},
 	}
@@ -51,7 +56,7 @@ func TestParseSpec(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tc.want {
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})

@@ -98,12 +98,12 @@ func loadStore() (map[string][][]byte, []byte) {
 	}
 	decoded := []byte("load-decoded-binary\x00\x01\xfe")
 	return map[string][][]byte{
-		"db":      {[]byte("load-db-password-v1"), []byte("load-db-password-v2\x00\xff\n")},
-		"api_key": {[]byte("load-stack-api-key-0123456789")},
-		"session": {[]byte("load-per-task-session-seed")},
-		"tls.key": {key},
-		"b64":     {[]byte(base64.StdEncoding.EncodeToString(decoded) + "\n")},
-		"locked":  {[]byte("load-denied-value-never-served")},
+		"db":           {[]byte("load-db-password-v1"), []byte("load-db-password-v2\x00\xff\n")},
+		"demo/api_key": {[]byte("load-stack-api-key-0123456789")},
+		"session":      {[]byte("load-per-task-session-seed")},
+		"tls.key":      {key},
+		"b64":          {[]byte(base64.StdEncoding.EncodeToString(decoded) + "\n")},
+		"locked":       {[]byte("load-denied-value-never-served")},
 	}, decoded
 }
 
@@ -138,8 +138,8 @@ func loadCases(store map[string][][]byte, decoded []byte) []*loadCase {
 		ok("latest", req("db", nil), store["db"][1], false),
 		ok("pinned", req("db_v1", map[string]string{LabelName: "db", LabelVersion: "1"}), store["db"][0], false),
 		ok("per-task", req("session", map[string]string{LabelReuse: "false"}), store["session"][0], true),
-		ok("stack", req("demo_api_key", map[string]string{StackNamespaceLabel: "demo"}), store["api_key"][0], false),
-		ok("stack per-task", req("demo_api_key", map[string]string{StackNamespaceLabel: "demo", LabelReuse: "false"}), store["api_key"][0], true),
+		ok("stack", req("demo_api_key", map[string]string{StackNamespaceLabel: "demo"}), store["demo/api_key"][0], false),
+		ok("stack per-task", req("demo_api_key", map[string]string{StackNamespaceLabel: "demo", LabelReuse: "false"}), store["demo/api_key"][0], true),
 		ok("base64", req("b64", map[string]string{LabelEncoding: "base64"}), decoded, false),
 		ok("4KiB binary", req("tls.key", nil), store["tls.key"][0], false),
 	}
@@ -149,6 +149,7 @@ func loadCases(store map[string][][]byte, decoded []byte) []*loadCase {
 	}
 	return append(cases,
 		fail("denied", req("locked", nil), ClassDenied, `secret "locked"`, "access denied", "fix: "+fixes[ClassDenied]),
+		fail("policy denied", req("db", map[string]string{LabelServices: "api"}), ClassPolicyDenied, `secret "db"`, `access denied by policy for service "web"`),
 		fail("not found", req("missing", nil), ClassNotFound, `secret "missing"`, "not found", "fix: write the value to backend local"),
 		fail("version not found", req("db", map[string]string{LabelVersion: "9"}), ClassNotFound, "version 9", "not found"),
 		fail("bad reuse label", req("db", map[string]string{LabelReuse: "maybe"}), ClassBadLabel, `swarmkeep.reuse="maybe"`, "fix: "+fixes[ClassBadLabel]),

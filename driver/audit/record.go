@@ -22,10 +22,6 @@ const (
 	DecisionError Decision = "error"
 )
 
-// ClassPolicyDenied is the class a policy refusal will carry. It is named
-// here ahead of the policy so the trail already files it under deny.
-const ClassPolicyDenied driver.Class = "policy_denied"
-
 // Record is one line of the trail. It has no field that could hold a value;
 // keep it that way.
 type Record struct {
@@ -49,8 +45,7 @@ type Record struct {
 	DoNotReuse bool      `json:"do_not_reuse"`
 	Size       int       `json:"size,omitempty"`
 	LatencyMS  float64   `json:"latency_ms"`
-	// Rule names the policy rule that decided; empty until a policy
-	// exists (see Options.Rule).
+	// Rule names the access-policy rule that decided, when one did.
 	Rule string `json:"rule,omitempty"`
 	// Error is the line answered to the engine. It is the only free text
 	// in a record, and the driver builds it without values.
@@ -62,7 +57,7 @@ func DecisionOf(c driver.Class) Decision {
 	switch c {
 	case driver.ClassOK:
 		return DecisionAllow
-	case driver.ClassDenied, ClassPolicyDenied:
+	case driver.ClassDenied, driver.ClassPolicyDenied:
 		return DecisionDeny
 	default:
 		return DecisionError
@@ -82,6 +77,7 @@ func FromEvent(ev driver.Event, at time.Time) Record {
 		V:          FormatVersion,
 		Time:       at.UTC(),
 		Stored:     ev.Spec.Name,
+		Rule:       ev.Decision.Rule,
 		Version:    ev.Version,
 		Backend:    ev.Backend,
 		Decision:   DecisionOf(class),

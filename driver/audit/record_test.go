@@ -61,7 +61,7 @@ func TestFromEventEveryClass(t *testing.T) {
 		{driver.ClassInvalidRef, DecisionError, nil, nil},
 		{driver.ClassCorrupt, DecisionError, nil, nil},
 		{driver.ClassDenied, DecisionDeny, nil, nil},
-		{ClassPolicyDenied, DecisionDeny, nil, nil},
+		{driver.ClassPolicyDenied, DecisionDeny, nil, nil},
 		{driver.ClassUnavailable, DecisionError, nil, nil},
 		{driver.ClassTimeout, DecisionError, nil, nil},
 		{driver.ClassInvalidValue, DecisionError, func(e *driver.Event) { e.Size = 600000 }, func(t *testing.T, r Record) {
@@ -236,7 +236,7 @@ func postBadRequest(t *testing.T, d *driver.Driver) {
 
 func TestDecisionOf(t *testing.T) {
 	if DecisionOf(driver.ClassOK) != DecisionAllow || DecisionOf(driver.ClassDenied) != DecisionDeny ||
-		DecisionOf(ClassPolicyDenied) != DecisionDeny || DecisionOf("something_new") != DecisionError {
+		DecisionOf(driver.ClassPolicyDenied) != DecisionDeny || DecisionOf("something_new") != DecisionError {
 		t.Fatal("decisions")
 	}
 }

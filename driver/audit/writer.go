@@ -29,10 +29,6 @@ type Options struct {
 	// CheckEvery bounds how often Observe stats the path to notice a
 	// rename rotation; 0 means DefaultCheckEvery.
 	CheckEvery time.Duration
-	// Rule, when set, names the policy rule that decided an event. It runs
-	// on the request path. Until a policy exists and driver.Event carries
-	// its rule, leave it nil.
-	Rule func(driver.Event) string
 }
 
 // Writer appends records to a file. It is safe for concurrent use.
@@ -40,7 +36,6 @@ type Writer struct {
 	path   string
 	stderr io.Writer
 	every  time.Duration
-	rule   func(driver.Event) string
 
 	mu      sync.Mutex
 	f       *os.File
@@ -63,7 +58,7 @@ func Open(path string, o Options) (*Writer, error) {
 	if o.CheckEvery <= 0 {
 		o.CheckEvery = DefaultCheckEvery
 	}
-	w := &Writer{path: path, stderr: o.Stderr, every: o.CheckEvery, rule: o.Rule}
+	w := &Writer{path: path, stderr: o.Stderr, every: o.CheckEvery}
 	f, id, err := openFile(path)
 	if err != nil {
 		return nil, err
@@ -99,9 +94,6 @@ func openFile(path string) (*os.File, os.FileInfo, error) {
 func (w *Writer) Observe(ev driver.Event) {
 	now := time.Now()
 	r := FromEvent(ev, now)
-	if w.rule != nil {
-		r.Rule = w.rule(ev)
-	}
 	// One leading byte is reserved for the newline that closes a torn line.
 	line, err := r.appendLine(make([]byte, 1, 512))
 	if err != nil {

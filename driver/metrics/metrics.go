@@ -40,7 +40,7 @@ const otherClass = "other"
 var classes = [...]driver.Class{
 	driver.ClassOK, driver.ClassBadRequest, driver.ClassBadLabel, driver.ClassNoBackend,
 	driver.ClassNotFound, driver.ClassInvalidRef, driver.ClassCorrupt, driver.ClassDenied,
-	driver.ClassUnavailable, driver.ClassTimeout, driver.ClassInvalidValue,
+	driver.ClassUnavailable, driver.ClassTimeout, driver.ClassInvalidValue, driver.ClassPolicyDenied,
 }
 
 // nClasses counts the known classes plus otherClass.
