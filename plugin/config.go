@@ -60,6 +60,8 @@ type Config struct {
 	// copies each record to the plugin log.
 	AuditFile   string
 	AuditStderr bool
+	// PolicyFile is the access policy; missing means the built-in default.
+	PolicyFile string
 	// Backends are the instances served; Default answers secrets without
 	// a swarmkeep.backend label.
 	Backends []BackendConfig
@@ -122,7 +124,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", EnvMetricsAddr, err))
 		}
 	}
-	for name, p := range map[string]string{EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir, EnvAuditFile: c.AuditFile} {
+	c.PolicyFile = get(EnvPolicyFile, policyDefaultFile)
+	for name, p := range map[string]string{EnvPolicyFile: c.PolicyFile, EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir, EnvAuditFile: c.AuditFile} {
 		if p != "" && !filepath.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("%s: want an absolute path, got %q", name, p))
 		}

@@ -39,6 +39,11 @@ func logObserver(log logrus.FieldLogger) driver.Observer {
 		if ev.Backend != "" {
 			f["backend"] = ev.Backend
 		}
+		if ev.Decision.Reason != "" && !ev.Decision.Allow {
+			// Why the policy said no is for the operator's log, not for
+			// the engine's error line.
+			f["rule"], f["reason"] = ev.Decision.Rule, ev.Decision.Reason
+		}
 		if ev.Class != driver.ClassOK {
 			log.WithFields(f).Warn(ev.Line)
 			return

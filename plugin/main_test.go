@@ -20,7 +20,7 @@ func TestHelpAndDispatch(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("help exit %d", code)
 	}
-	for _, c := range []string{"serve", "init", "put", "get", "ls", "rm", "rekey", "verify", "version", "audit", "status"} {
+	for _, c := range []string{"serve", "init", "put", "get", "ls", "rm", "rekey", "verify", "version", "audit", "status", "check", "policy"} {
 		if !strings.Contains(out, "\n  "+c+" ") {
 			t.Errorf("help lacks %s:\n%s", c, out)
 		}

@@ -18,7 +18,8 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/swarmkeep/swarmkeep/driver"
 	"github.com/swarmkeep/swarmkeep/driver/cache"
-	"github.com/swarmkeep/swarmkeep/driver/metrics" // also registers the "file" backend
+	"github.com/swarmkeep/swarmkeep/driver/metrics"
+	"github.com/swarmkeep/swarmkeep/driver/policy"  // also registers the "file" backend
 	_ "github.com/swarmkeep/swarmkeep/driver/vault" // registers the "vault" backend
 )
 
@@ -53,6 +54,8 @@ reads its settings from the environment (config.json's Env):
   METRICS_SOCKET   /health and /metrics socket (default swarmkeep-metrics under
                    /run/docker/plugins)
   METRICS_ADDR     also serve them on this loopback address (default off)
+  POLICY_FILE      access policy, reloaded when it changes (default
+                   /etc/swarmkeep/policy.yaml; missing: the built-in default)
 
 It stops on SIGTERM or SIGINT after the requests in flight are answered. It
 reopens the audit trail on SIGHUP, and notices a rotation by itself within 1s.
@@ -113,11 +116,20 @@ func runServe(env *cliEnv, args []string) error {
 			return c.Stats(), true
 		},
 	})
+	pw, err := policy.NewWatcher(cfg.PolicyFile, func(err error) {
+		log.WithField("policy", cfg.PolicyFile).Warnf("access policy: %v", err)
+	})
+	if err != nil {
+		return fmt.Errorf("access policy (fix %s, or remove it for the default policy): %w", cfg.PolicyFile, err)
+	}
+	defer pw.Close()
+	log.WithFields(logrus.Fields{"policy": pw.Source(), "policy_hash": pw.Hash()}).Info("access policy loaded")
 	d, err := driver.New(driver.Options{
-		Instances: instances,
-		Default:   cfg.Default,
-		Timeout:   cfg.Timeout,
-		Observer:  observers(m.Observe, observer),
+		Authorizer: policyAuthorizer{pw},
+		Instances:  instances,
+		Default:    cfg.Default,
+		Timeout:    cfg.Timeout,
+		Observer:   observers(m.Observe, observer),
 	})
 	if err != nil {
 		return err

@@ -175,7 +175,7 @@ func TestServiceUpdateSwapsSecret(t *testing.T) {
 	}
 }
 
-// docker stack deploy: the secret is <stack>_api_key, the plugin reads stored name api_key.
+// docker stack deploy: the secret is <stack>_api_key, the plugin reads stored name <stack>/api_key.
 func TestStackDeploy(t *testing.T) {
 	begin(t)
 	docker, err := exec.LookPath("docker")
@@ -187,7 +187,9 @@ func TestStackDeploy(t *testing.T) {
 	}
 	stack := stackPrefix(E) + "st"
 	value := []byte("stack api key 0123456789")
-	put(t, "api_key", value)
+	// The stack's secret <stack>_api_key reads the stored name <stack>/api_key:
+	// each stack has its own namespace, which the default policy lets it read.
+	put(t, stack+"/api_key", value)
 	compose := fmt.Sprintf(`version: "3.8"
 services:
   web:
