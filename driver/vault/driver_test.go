@@ -19,13 +19,14 @@ func TestDriver(t *testing.T) {
 	t.Parallel()
 	fake := vaulttest.New(t)
 	fake.PutKV2("", "secret", "web/db", map[string]any{"password": "s3cret", "user": "app"})
-	fake.PutKV2("", "secret", "web/api/db", map[string]any{"password": "per-service"})
+	// A stack secret's stored name carries its stack: web_db is web/db.
+	fake.PutKV2("", "secret", "apps/api/web/db", map[string]any{"password": "per-service"})
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte(fake.RootToken()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	set := driver.Settings{"address": fake.URL, "token_file": tokenFile}
-	perService := driver.Settings{"address": fake.URL, "token_file": tokenFile, "path_template": "{{.Stack}}/{{.Service}}/{{.Name}}"}
+	perService := driver.Settings{"address": fake.URL, "token_file": tokenFile, "path_template": "apps/{{.Service}}/{{.Name}}"}
 	d, err := driver.New(driver.Options{Default: "vault", Timeout: 2 * time.Second, Instances: []driver.Instance{
 		{Name: "vault", Type: "vault", Settings: set},
 		{Name: "per-service", Type: "vault", Settings: perService},

@@ -55,6 +55,10 @@
 //     answer must be a value marked stale (errors + unmarked = 0), with a
 //     p99 at concurrency 8 <= 2x that of a warm server (default TTL) for
 //     the same backend, measured in alternating slices with it.
+//  9. policy and audit: the store at concurrency 8 with the access policy
+//     (a file of several rules, through its watcher) and the audit trail
+//     on, against the same store with both off, in alternating slices:
+//     throughput >= 0.85x.
 //
 // Without /usr/bin/etcd the etcd figures are skipped, or fail with CI=true.
 //
@@ -131,7 +135,7 @@ func run() int {
 	shm := flag.Bool("shm", true, "fill stores on /dev/shm, then copy them (fsync-free filling)")
 	workers := flag.Int("workers", 8, "parallel Puts when filling a store")
 	rootFlag := flag.String("root", "", "repository root (default: found from the working directory)")
-	only := flag.String("only", "", "run only these measurements, e.g. `2,3` (1 throughput, 2 latency, 3 RSS, 4 start, 5 rootfs, 6 remote warm cache, 7 remote cold burst, 8 remote backend stopped)")
+	only := flag.String("only", "", "run only these measurements, e.g. `2,3` (1 throughput, 2 latency, 3 RSS, 4 start, 5 rootfs, 6 remote warm cache, 7 remote cold burst, 8 remote backend stopped, 9 policy and audit on/off)")
 	flag.Parse()
 	want := func(m int) bool { return *only == "" || strings.Contains(*only, strconv.Itoa(m)) }
 
@@ -230,6 +234,12 @@ func run() int {
 		logf("2. Get latency at concurrency 1 by store size")
 		if err := measureLatency(ctx, cfg, st, tmp, rep); err != nil {
 			rep.failed("c1 Get p50 by store size", "<= 1.20x", err)
+		}
+	}
+	if want(9) {
+		logf("9. access policy and audit trail on vs off, concurrency %d, %s records", cfg.conc, label(cfg.tputN))
+		if err := measureTrust(ctx, cfg, st, tmp, rep); err != nil {
+			rep.failed("throughput policy+audit on/off", ">= 0.85x", err)
 		}
 	}
 	// The remote backends run in this process too, before 3 and 4, so

@@ -54,8 +54,14 @@ type server struct {
 // startServer serves in on dir/name.sock and returns once the backend is
 // open, so no measurement pays for opening it.
 func startServer(dir, name string, in driver.Instance, conns int) (*server, error) {
+	return startServerWith(dir, name, in, conns, nil)
+}
+
+// startServerWith is startServer with extra driver options (an access
+// policy, an audit observer) applied on top of the measuring observer.
+func startServerWith(dir, name string, in driver.Instance, conns int, extra func(*driver.Options)) (*server, error) {
 	s := &server{name: name, sock: filepath.Join(dir, name+".sock"), served: make(chan error, 1)}
-	d, err := driver.New(driver.Options{
+	o := driver.Options{
 		Instances: []driver.Instance{in},
 		Timeout:   driver.DefaultTimeout,
 		// Stands in for the binary's log observer, which logs
@@ -72,7 +78,11 @@ func startServer(dir, name string, in driver.Instance, conns int) (*server, erro
 				s.answered.Add(1)
 			}
 		},
-	})
+	}
+	if extra != nil {
+		extra(&o)
+	}
+	d, err := driver.New(o)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/audit"
+	"github.com/swarmkeep/swarmkeep/driver/policy"
+)
+
+// benchPolicy is a policy of the size an operator writes: several rules
+// that do not match the bench's service, so every request walks them before
+// the default rule grants its top-level name, which is the costly path.
+const benchPolicy = `version: 1
+shared: ["shared/**", "tls/ca"]
+rules:
+  - name: payments
+    match: {stack: payments, service: "payments_*"}
+    allow: ["payments/**"]
+    deny: ["payments/admin/**"]
+  - name: billing
+    match: {service: "billing_*", image: "registry.example.com/billing/*@sha256:*"}
+    allow: ["billing/**"]
+  - name: ops
+    match: {service_labels: {team: ops}}
+    allow: ["ops/**", "db/ops/*"]
+  - name: pinned-node
+    match: {node: "node-ops-*"}
+    allow: ["node/**"]
+  - name: no-admin
+    match: {service: "*"}
+    deny: ["admin/**"]
+`
+
+// authorizer adapts the policy watcher to the driver, as the binary does.
+type authorizer struct{ w *policy.Watcher }
+
+func (a authorizer) Authorize(req *driver.Request, spec driver.Spec) driver.Decision {
+	d := a.w.Decide(policy.IdentityOf(*req), spec.Name)
+	return driver.Decision{Allow: d.Allow, Rule: d.Rule, Reason: d.Reason}
+}
+
+// measureTrust compares the store with the access policy and the audit
+// trail on against the same store with both off, in one run (issue target:
+// at least 0.85x the throughput).
+func measureTrust(ctx context.Context, cfg config, st *stores, sockDir string, rep *report) error {
+	in, err := st.instance(ctx, cfg.tputN)
+	if err != nil {
+		return err
+	}
+	pfile := filepath.Join(sockDir, "policy.yaml")
+	if err := os.WriteFile(pfile, []byte(benchPolicy), 0o600); err != nil {
+		return err
+	}
+	w, err := policy.NewWatcher(pfile, func(error) {})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	trail, err := audit.Open(filepath.Join(sockDir, "audit", "audit.log"), audit.Options{})
+	if err != nil {
+		return err
+	}
+	defer trail.Close()
+
+	off, err := startServer(sockDir, "trust-off", in, cfg.conc)
+	if err != nil {
+		return err
+	}
+	defer off.Close()
+	on, err := startServerWith(sockDir, "trust-on", in, cfg.conc, func(o *driver.Options) {
+		o.Authorizer = authorizer{w}
+		measure := o.Observer
+		o.Observer = func(ev driver.Event) { trail.Observe(ev); measure(ev) }
+	})
+	if err != nil {
+		return err
+	}
+	defer on.Close()
+	toff, ton := off.target(cfg.tputN, false), on.target(cfg.tputN, false)
+	tmpl := newBodyTemplate()
+	if _, err := sweep(ctx, toff, tmpl, cfg.conc, 0); err != nil {
+		return err
+	}
+	for _, t := range []target{toff, ton} {
+		if _, err := runLoad(ctx, t, tmpl, cfg.conc, 0, cfg.tputWarm, 1); err != nil {
+			return err
+		}
+	}
+	res, err := alternate(ctx, []string{"off", "on"}, []target{toff, ton}, tmpl, cfg.conc, cfg.slice, cfg.tputDur, cfg.rounds)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(off.check(), on.check()); err != nil {
+		return err
+	}
+	if n := trail.Errors(); n > 0 {
+		return fmt.Errorf("audit trail: %d write errors, last: %v", n, trail.LastError())
+	}
+	bo, bn := res.pooled[0], res.pooled[1]
+	c := fmt.Sprintf("c%d", cfg.conc)
+	rep.info("policy+audit off "+c+" req/s", bo.RPS, "req/s", fmt.Sprintf("%.0f", bo.RPS))
+	rep.info("policy+audit on "+c+" req/s", bn.RPS, "req/s", fmt.Sprintf("%.0f", bn.RPS))
+	rep.info("policy+audit on "+c+" p99", us(bn.P99), "µs", fmtDur(bn.P99))
+	tr, shown := medianRatio(res.ratios[1], "pairs")
+	rep.atLeast("throughput policy+audit on/off", tr, 0.85, "ratio", shown+res.stalls(), ">= 0.85x")
+	return nil
+}
