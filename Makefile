@@ -60,8 +60,9 @@ demo: ## build and enable the plugin, store a value, and read it in a swarm serv
 
 test: lint unit fuzz e2e ## run everything: lint, unit tests, fuzzing and the real-swarm e2e tests
 
-unit: ## unit tests with the race detector
+unit: ## unit tests with the race detector, then the 100,000-request load test at full speed
 	$(Q)$(GOTEST) ./...
+	$(Q)$(GO) test -count=1 -run '^TestLoadHandler$$' ./driver/
 
 fuzz: ## run each Go fuzz target for FUZZTIME seconds (default 10), one after another
 	$(Q)scripts/fuzz.sh $(FUZZTIME)

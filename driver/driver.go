@@ -82,8 +82,9 @@ type Options struct {
 	// Timeout bounds each request; 0 means DefaultTimeout.
 	Timeout  time.Duration
 	Observer Observer
-	// Authorizer, when set, is asked before every backend read; nil lets
-	// every request through (the swarmkeep.services label still narrows).
+	// Authorizer, when set, is asked before every backend read, and every
+	// answer is then DoNotReuse (see get); nil lets every request through
+	// (the swarmkeep.services label still narrows).
 	Authorizer Authorizer
 }
 
@@ -212,7 +213,11 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 			err: fmt.Errorf("backend %s: %w", name, err)}
 	}
 	ev.Version, ev.Stale, ev.Age, ev.Cached = sec.Version, sec.Stale, sec.Age, sec.Cached
-	ev.DoNotReuse = !spec.Reuse || sec.Varies
+	// With an access policy every answer is a per-task copy: Swarm keeps one
+	// copy of a reusable secret per node, and a task whose own request was
+	// denied is handed the copy another task on its node got (its agent
+	// falls back from "<id>.<task>" to "<id>"). Seen in the e2e tests.
+	ev.DoNotReuse = !spec.Reuse || sec.Varies || d.authz != nil
 	value, err := decodeValue(spec.Encoding, sec.Value)
 	if err != nil {
 		return nil, fmt.Errorf("stored %s version %d: %w", quoteShort(spec.Name), sec.Version, err)

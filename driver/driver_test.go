@@ -310,8 +310,8 @@ func TestDriverAuthorization(t *testing.T) {
 	authz := &fixedAuthz{allow: map[string]bool{"ok": true}}
 	d.authz = authz
 
-	if resp := d.Get(context.Background(), Request{SecretName: "ok", ServiceName: "web"}); string(resp.Value) != "v" {
-		t.Fatalf("allowed: %+v", resp)
+	if resp := d.Get(context.Background(), Request{SecretName: "ok", ServiceName: "web"}); string(resp.Value) != "v" || !resp.DoNotReuse {
+		t.Fatalf("allowed: %+v (with a policy every answer is a per-task copy)", resp)
 	}
 	present := d.Get(context.Background(), Request{SecretName: "secret", ServiceName: "web"})
 	absent := d.Get(context.Background(), Request{SecretName: "nope", ServiceName: "web"})
