@@ -182,7 +182,7 @@ func checkDriver(sf *storeFlags, dflt string, pol *policy.Policy, timeout time.D
 	}
 	cd := &checkingDriver{dflt: dflt}
 	cd.Driver, err = driver.New(driver.Options{
-		Instances: c.Instances(), Default: dflt, Timeout: timeout, Authorizer: policyAuthorizer{pol},
+		Instances: c.Instances(), Default: dflt, Timeout: timeout, Authorizer: policy.Authorizer(pol),
 		// Get runs the observer before it returns, so last is this read's.
 		Observer: func(ev driver.Event) { cd.last = ev },
 	})

@@ -125,7 +125,7 @@ func runServe(env *cliEnv, args []string) error {
 	defer pw.Close()
 	log.WithFields(logrus.Fields{"policy": pw.Source(), "policy_hash": pw.Hash()}).Info("access policy loaded")
 	d, err := driver.New(driver.Options{
-		Authorizer: policyAuthorizer{pw},
+		Authorizer: policy.Authorizer(pw),
 		Instances:  instances,
 		Default:    cfg.Default,
 		Timeout:    cfg.Timeout,

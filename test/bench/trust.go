@@ -36,14 +36,6 @@ rules:
     deny: ["admin/**"]
 `
 
-// authorizer adapts the policy watcher to the driver, as the binary does.
-type authorizer struct{ w *policy.Watcher }
-
-func (a authorizer) Authorize(req *driver.Request, spec driver.Spec) driver.Decision {
-	d := a.w.Decide(policy.IdentityOf(*req), spec.Name)
-	return driver.Decision{Allow: d.Allow, Rule: d.Rule, Reason: d.Reason}
-}
-
 // measureTrust compares the store with the access policy and the audit
 // trail on against the same store with both off, in one run (issue target:
 // at least 0.85x the throughput).
@@ -73,7 +65,7 @@ func measureTrust(ctx context.Context, cfg config, st *stores, sockDir string, r
 	}
 	defer off.Close()
 	on, err := startServerWith(sockDir, "trust-on", in, cfg.conc, func(o *driver.Options) {
-		o.Authorizer = authorizer{w}
+		o.Authorizer = policy.Authorizer(w)
 		measure := o.Observer
 		o.Observer = func(ev driver.Event) { trail.Observe(ev); measure(ev) }
 	})
