@@ -71,7 +71,8 @@ func CompileGlob(pattern string) (*Glob, error) {
 	}
 	var b strings.Builder
 	var toks []tok
-	b.WriteString(`^`)
+	// (?s): . matches a newline too, as the fast path's ** does.
+	b.WriteString(`(?s)^`)
 	for i := 0; i < len(pattern); i++ {
 		if c := pattern[i]; c != '*' && c != '?' {
 			if n := len(toks); n > 0 && toks[n-1].op == 'l' {
