@@ -38,11 +38,10 @@ func newClient(sock string, conns int) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
-// Stored names are name(i) = "s-000123"; the engine asks for them as the
-// stack secret "bench_s-000123", which the driver maps back by stripping
-// the stack namespace, as for a real `docker stack deploy`.
+// Stored names are name(i) = "s-000123"; the engine asks for them as a
+// secret of that name used by a service outside any stack, which the
+// default access policy lets read top-level names.
 const (
-	stackName  = "bench"
 	namePlace  = "@NAME@"
 	valueBytes = 32
 )
@@ -75,12 +74,12 @@ type bodyTemplate struct{ pre, post []byte }
 
 func newBodyTemplate() bodyTemplate {
 	req := driver.Request{
-		SecretName:   stackName + "_" + namePlace,
-		SecretLabels: map[string]string{driver.StackNamespaceLabel: stackName},
-		ServiceName:  stackName + "_web",
+		SecretName:   namePlace,
+		SecretLabels: map[string]string{"com.example.team": "web"},
+		ServiceName:  "web",
 		ServiceID:    "kq1x9d0h3m2b7c5v8n4p6r0t2",
 		TaskID:       "w3e5r7t9y1u3i5o7p9a1s3d5f",
-		TaskName:     stackName + "_web.1.w3e5r7t9y1u3i5o7p9a1s3d5f",
+		TaskName:     "web.1.w3e5r7t9y1u3i5o7p9a1s3d5f",
 		TaskImage:    "nginx:1.27@sha256:6784fb0834aa7dbbe12e3d7471e69c290df3e6ba810dc38b34ae33d3c1c05f7d",
 		NodeID:       "n8b6v4c2x0z9l7k5j3h1g9f7d",
 	}
