@@ -31,24 +31,8 @@ func measureThroughput(ctx context.Context, cfg config, st *stores, sockDir stri
 		return err
 	}
 	defer file.Close()
-	tn, ts := null.target(cfg.tputN, true), file.target(cfg.tputN, false)
-
-	// Read every name once, then warm both up: the slices measure the
-	// steady state.
-	tmpl := newBodyTemplate()
-	if _, err := sweep(ctx, ts, tmpl, cfg.conc, 0); err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	for _, t := range []target{tn, ts} {
-		if _, err := runLoad(ctx, t, tmpl, cfg.conc, 0, cfg.tputWarm, 1); err != nil {
-			return err
-		}
-	}
-	res, err := alternate(ctx, []string{"null", "store"}, []target{tn, ts}, tmpl, cfg.conc, cfg.slice, cfg.tputDur, cfg.rounds)
+	res, err := comparePair(ctx, cfg, [2]string{"null", "store"}, [2]*server{null, file}, [2]bool{true, false})
 	if err != nil {
-		return err
-	}
-	if err := errors.Join(null.check(), file.check()); err != nil {
 		return err
 	}
 	bn, bs := res.pooled[0], res.pooled[1]
@@ -65,6 +49,28 @@ func measureThroughput(ctx context.Context, cfg config, st *stores, sockDir stri
 	pr := float64(bs.P99) / float64(bn.P99)
 	rep.atMost("p99 store/null", pr, 2, "ratio", fmtRatio(pr), "<= 2.00x")
 	return nil
+}
+
+// comparePair measures two servers at concurrency cfg.conc in alternating
+// slices: every name is read once through the second (so its caches hold
+// the steady state), both are warmed up, then the slices run, and neither
+// may have failed an answer.
+func comparePair(ctx context.Context, cfg config, names [2]string, srv [2]*server, null [2]bool) (sliced, error) {
+	ts := []target{srv[0].target(cfg.tputN, null[0]), srv[1].target(cfg.tputN, null[1])}
+	tmpl := newBodyTemplate()
+	if _, err := sweep(ctx, ts[1], tmpl, cfg.conc, 0); err != nil {
+		return sliced{}, fmt.Errorf("%s: %w", names[1], err)
+	}
+	for _, t := range ts {
+		if _, err := runLoad(ctx, t, tmpl, cfg.conc, 0, cfg.tputWarm, 1); err != nil {
+			return sliced{}, err
+		}
+	}
+	res, err := alternate(ctx, names[:], ts, tmpl, cfg.conc, cfg.slice, cfg.tputDur, cfg.rounds)
+	if err != nil {
+		return sliced{}, err
+	}
+	return res, errors.Join(srv[0].check(), srv[1].check())
 }
 
 // sliced is what alternate measured: each target's slices pooled, and for

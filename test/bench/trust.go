@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -73,21 +72,8 @@ func measureTrust(ctx context.Context, cfg config, st *stores, sockDir string, r
 		return err
 	}
 	defer on.Close()
-	toff, ton := off.target(cfg.tputN, false), on.target(cfg.tputN, false)
-	tmpl := newBodyTemplate()
-	if _, err := sweep(ctx, toff, tmpl, cfg.conc, 0); err != nil {
-		return err
-	}
-	for _, t := range []target{toff, ton} {
-		if _, err := runLoad(ctx, t, tmpl, cfg.conc, 0, cfg.tputWarm, 1); err != nil {
-			return err
-		}
-	}
-	res, err := alternate(ctx, []string{"off", "on"}, []target{toff, ton}, tmpl, cfg.conc, cfg.slice, cfg.tputDur, cfg.rounds)
+	res, err := comparePair(ctx, cfg, [2]string{"off", "on"}, [2]*server{off, on}, [2]bool{false, false})
 	if err != nil {
-		return err
-	}
-	if err := errors.Join(off.check(), on.check()); err != nil {
 		return err
 	}
 	if n := trail.Errors(); n > 0 {
