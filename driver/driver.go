@@ -9,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver/backend"
+	"github.com/swarmkeep/swarmkeep/driver/policy"
 )
 
 // Defaults and bounds for the per-request deadline. The engine's own plugin
@@ -26,21 +29,6 @@ var errUnknownBackend = errors.New("unknown backend")
 // before any backend is asked, so a denial never reveals whether the name
 // exists.
 var ErrPolicyDenied = errors.New("access denied by policy")
-
-// Decision is an access decision: which rule decided and why, for the log,
-// the audit trail and policy explain.
-type Decision struct {
-	Allow  bool
-	Rule   string
-	Reason string
-}
-
-// Authorizer decides whether a request may read the stored name its spec
-// resolved to. It runs on every request: keep it fast and never let it
-// look at a backend.
-type Authorizer interface {
-	Authorize(req *Request, spec Spec) Decision
-}
 
 // Event reports one answered request to the binary, which logs it (and later
 // counts and audits it). It never holds the value.
@@ -61,7 +49,7 @@ type Event struct {
 	// DoNotReuse is what the engine was told.
 	DoNotReuse bool
 	// Decision is the access decision, when one was made.
-	Decision Decision
+	Decision policy.Decision
 	Class    Class
 	Err      error
 	// Line is the Err line answered to the engine, empty on success.
@@ -72,37 +60,47 @@ type Event struct {
 // Observer receives every Event. It runs on the request path: keep it fast.
 type Observer func(Event)
 
+// Route is one configured backend instance: the name secrets pick with the
+// swarmkeep.backend label, the backend that answers (already wrapped in a
+// cache where the server wants one) and its type's capabilities, which
+// shape the fix in an error line.
+type Route struct {
+	Name    string
+	Backend backend.Backend
+	Caps    backend.Capabilities
+}
+
 // Options configure a Driver.
 type Options struct {
-	// Instances are the configured backends; at least one.
-	Instances []Instance
-	// Default names the instance used without a swarmkeep.backend label;
-	// empty means the only instance.
+	// Routes are the configured backends; at least one.
+	Routes []Route
+	// Default names the route used without a swarmkeep.backend label;
+	// empty means the only route.
 	Default string
 	// Timeout bounds each request; 0 means DefaultTimeout.
 	Timeout  time.Duration
 	Observer Observer
-	// Authorizer, when set, is asked before every backend read, and every
+	// Policy, when set, is asked before every backend read, and every
 	// answer is then DoNotReuse (see get); nil lets every request through
-	// (the swarmkeep.services label still narrows).
-	Authorizer Authorizer
+	// (the swarmkeep.services label still narrows). It runs on every
+	// request: it must be fast and never look at a backend.
+	Policy policy.Decider
 }
 
 // Driver answers GetSecret requests. It is safe for concurrent use.
 type Driver struct {
-	backends map[string]Backend
-	lazy     map[string]*lazyBackend
+	routes   map[string]Route
 	dflt     string
 	timeout  time.Duration
 	observe  Observer
-	authz    Authorizer
+	policy   policy.Decider
 	inflight sync.WaitGroup
 }
 
-// New checks the options and returns a Driver. Backends are not opened here:
-// see Warm.
+// New checks the options and returns a Driver. It opens nothing: the
+// routes' backends open themselves (see backend.Lazy).
 func New(o Options) (*Driver, error) {
-	if len(o.Instances) == 0 {
+	if len(o.Routes) == 0 {
 		return nil, errors.New("no backend configured")
 	}
 	if o.Timeout == 0 {
@@ -111,51 +109,39 @@ func New(o Options) (*Driver, error) {
 	if o.Timeout < MinTimeout || o.Timeout > MaxTimeout {
 		return nil, fmt.Errorf("request timeout %s out of range %s..%s", o.Timeout, MinTimeout, MaxTimeout)
 	}
-	d := &Driver{backends: map[string]Backend{}, lazy: map[string]*lazyBackend{}, timeout: o.Timeout, observe: o.Observer, authz: o.Authorizer}
+	d := &Driver{routes: map[string]Route{}, timeout: o.Timeout, observe: o.Observer, policy: o.Policy}
 	if d.observe == nil {
 		d.observe = func(Event) {}
 	}
-	for _, in := range o.Instances {
-		if !validInstanceName(in.Name) {
-			return nil, fmt.Errorf("backend name %s: use letters, digits, '-' and '_'", quoteShort(in.Name))
+	for _, r := range o.Routes {
+		if !ValidInstanceName(r.Name) {
+			return nil, fmt.Errorf("backend name %s: use letters, digits, '-' and '_'", quoteShort(r.Name))
 		}
-		if _, dup := d.backends[in.Name]; dup {
-			return nil, fmt.Errorf("backend %s configured twice", in.Name)
+		if _, dup := d.routes[r.Name]; dup {
+			return nil, fmt.Errorf("backend %s configured twice", r.Name)
 		}
-		lb := newLazy(in)
-		d.lazy[in.Name] = lb
-		d.backends[in.Name] = lb
-		if in.Wrap != nil {
-			d.backends[in.Name] = in.Wrap(lb)
+		if r.Backend == nil {
+			return nil, fmt.Errorf("backend %s has no backend", r.Name)
 		}
+		d.routes[r.Name] = r
 	}
 	d.dflt = o.Default
 	if d.dflt == "" {
-		if len(o.Instances) > 1 {
+		if len(o.Routes) > 1 {
 			return nil, errors.New("several backends configured: name the default one")
 		}
-		d.dflt = o.Instances[0].Name
+		d.dflt = o.Routes[0].Name
 	}
-	if _, ok := d.backends[d.dflt]; !ok {
+	if _, ok := d.routes[d.dflt]; !ok {
 		return nil, fmt.Errorf("default backend %s is not configured", quoteShort(d.dflt))
 	}
 	return d, nil
 }
 
-// Warm starts opening every backend in the background and calls report with
-// each outcome, so the first request does not pay for it and a backend that
-// cannot open is named in the log at start.
-func (d *Driver) Warm(report func(name string, err error)) {
-	for _, name := range d.BackendNames() {
-		name := name
-		d.lazy[name].warm(func(err error) { report(name, err) })
-	}
-}
-
 // BackendNames lists the configured instances, sorted.
 func (d *Driver) BackendNames() []string {
-	out := make([]string, 0, len(d.backends))
-	for n := range d.backends {
+	out := make([]string, 0, len(d.routes))
+	for n := range d.routes {
 		out = append(out, n)
 	}
 	sort.Strings(out)
@@ -199,17 +185,17 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 		name = d.dflt
 	}
 	ev.Backend = name
-	b, ok := d.backends[name]
+	route, ok := d.routes[name]
 	if !ok {
 		return nil, fmt.Errorf("%w %s (configured: %s)", errUnknownBackend, quoteShort(name), strings.Join(d.BackendNames(), ", "))
 	}
-	ref := Ref{
+	ref := backend.Ref{
 		Name: spec.Name, Version: spec.Version, Path: spec.Path, Field: spec.Field, Reuse: spec.Reuse,
 		Secret: req.SecretName, Stack: spec.Stack, Service: req.ServiceName, Labels: req.SecretLabels,
 	}
-	sec, err := getBounded(ctx, b, ref)
+	sec, err := getBounded(ctx, route.Backend, ref)
 	if err != nil {
-		return nil, &refError{name: spec.Name, backend: name, typ: d.lazy[name].Type, deflt: name == d.dflt,
+		return nil, &refError{name: spec.Name, backend: name, caps: route.Caps, deflt: name == d.dflt,
 			err: fmt.Errorf("backend %s: %w", name, err)}
 	}
 	ev.Version, ev.Stale, ev.Age, ev.Cached = sec.Version, sec.Stale, sec.Age, sec.Cached
@@ -217,7 +203,7 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 	// copy of a reusable secret per node, and a task whose own request was
 	// denied is handed the copy another task on its node got (its agent
 	// falls back from "<id>.<task>" to "<id>"). Seen in the e2e tests.
-	ev.DoNotReuse = !spec.Reuse || sec.Varies || d.authz != nil
+	ev.DoNotReuse = !spec.Reuse || sec.Varies || d.policy != nil
 	value, err := decodeValue(spec.Encoding, sec.Value)
 	if err != nil {
 		return nil, fmt.Errorf("stored %s version %d: %w", quoteShort(spec.Name), sec.Version, err)
@@ -230,13 +216,13 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 func (d *Driver) authorize(req *Request, spec Spec, ev *Event) error {
 	service := quoteShort(req.ServiceName)
 	if !spec.AllowsService(req.ServiceName) {
-		ev.Decision = Decision{Rule: LabelServices, Reason: "the secret's " + LabelServices + " label does not list service " + service}
+		ev.Decision = policy.Decision{Rule: LabelServices, Reason: "the secret's " + LabelServices + " label does not list service " + service}
 		return fmt.Errorf("%w for service %s (the secret's %s label)", ErrPolicyDenied, service, LabelServices)
 	}
-	if d.authz == nil {
+	if d.policy == nil {
 		return nil
 	}
-	ev.Decision = d.authz.Authorize(req, spec)
+	ev.Decision = d.policy.Decide(IdentityOf(*req), spec.Name)
 	if !ev.Decision.Allow {
 		return fmt.Errorf("%w for service %s", ErrPolicyDenied, service)
 	}
@@ -246,9 +232,9 @@ func (d *Driver) authorize(req *Request, spec Spec, ev *Event) error {
 // getBounded returns when the backend answers or the deadline passes,
 // whichever is first, so even a backend that ignores its context cannot hold
 // the swarm leader. An abandoned call finishes in the background.
-func getBounded(ctx context.Context, b Backend, ref Ref) (Secret, error) {
+func getBounded(ctx context.Context, b backend.Backend, ref backend.Ref) (backend.Secret, error) {
 	type result struct {
-		s   Secret
+		s   backend.Secret
 		err error
 	}
 	ch := make(chan result, 1)
@@ -259,11 +245,11 @@ func getBounded(ctx context.Context, b Backend, ref Ref) (Secret, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil && ctx.Err() != nil {
-			return Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
+			return backend.Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
 		}
 		return r.s, r.err
 	case <-ctx.Done():
-		return Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
+		return backend.Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
 	}
 }
 
@@ -310,7 +296,7 @@ func (d *Driver) Drain(timeout time.Duration) bool {
 func (d *Driver) Close() error {
 	var errs []error
 	for _, name := range d.BackendNames() {
-		if err := d.backends[name].Close(); err != nil {
+		if err := d.routes[name].Backend.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("backend %s: %w", name, err))
 		}
 	}

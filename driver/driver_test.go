@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver/backend"
+	"github.com/swarmkeep/swarmkeep/driver/policy"
 )
 
 // memBackend is a fake store for driver tests.
@@ -22,7 +25,7 @@ type memBackend struct {
 	calls  atomic.Int64
 }
 
-func (m *memBackend) Get(ctx context.Context, ref Ref) (Secret, error) {
+func (m *memBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	m.calls.Add(1)
 	if m.delay > 0 {
 		if m.ignore {
@@ -31,60 +34,39 @@ func (m *memBackend) Get(ctx context.Context, ref Ref) (Secret, error) {
 			select {
 			case <-time.After(m.delay):
 			case <-ctx.Done():
-				return Secret{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+				return backend.Secret{}, fmt.Errorf("%w: %w", backend.ErrUnavailable, ctx.Err())
 			}
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {
-		return Secret{}, m.err
+		return backend.Secret{}, m.err
 	}
 	vs := m.values[ref.Name]
 	if len(vs) == 0 {
-		return Secret{}, fmt.Errorf("record %q: %w", ref.Name, ErrNotFound)
+		return backend.Secret{}, fmt.Errorf("record %q: %w", ref.Name, backend.ErrNotFound)
 	}
 	v := uint64(len(vs))
 	if ref.Version != 0 {
 		if ref.Version > v {
-			return Secret{}, fmt.Errorf("record %q version %d: %w", ref.Name, ref.Version, ErrNotFound)
+			return backend.Secret{}, fmt.Errorf("record %q version %d: %w", ref.Name, ref.Version, backend.ErrNotFound)
 		}
 		v = ref.Version
 	}
-	return Secret{Value: bytes.Clone(vs[v-1]), Version: v}, nil
+	return backend.Secret{Value: bytes.Clone(vs[v-1]), Version: v}, nil
 }
 
 func (m *memBackend) Close() error { return nil }
 
-var (
-	testBackendsMu sync.Mutex
-	testBackends   = map[string]Backend{}
-	openFailures   atomic.Int64
-)
-
-func init() {
-	Register("test", func(ctx context.Context, s Settings) (Backend, error) {
-		if s["fail"] != "" && openFailures.Add(-1) >= 0 {
-			return nil, fmt.Errorf("%w: store missing", ErrNotFound)
-		}
-		testBackendsMu.Lock()
-		defer testBackendsMu.Unlock()
-		return testBackends[s["id"]], nil
-	})
-}
-
 func newTestDriver(t *testing.T, b *memBackend, timeout time.Duration) (*Driver, *[]Event) {
 	t.Helper()
-	id := t.Name()
-	testBackendsMu.Lock()
-	testBackends[id] = b
-	testBackendsMu.Unlock()
 	var mu sync.Mutex
 	var evs []Event
 	d, err := New(Options{
-		Instances: []Instance{{Name: "local", Type: "test", Settings: Settings{"id": id}}},
-		Timeout:   timeout,
-		Observer:  func(e Event) { mu.Lock(); evs = append(evs, e); mu.Unlock() },
+		Routes:   []Route{{Name: "local", Backend: b}},
+		Timeout:  timeout,
+		Observer: func(e Event) { mu.Lock(); evs = append(evs, e); mu.Unlock() },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -174,10 +156,10 @@ func TestDriverClasses(t *testing.T) {
 		err  error
 		want Class
 	}{
-		{fmt.Errorf("record x: %w", ErrCorrupt), ClassCorrupt},
-		{fmt.Errorf("login: %w", ErrDenied), ClassDenied},
-		{fmt.Errorf("dial: %w", ErrUnavailable), ClassUnavailable},
-		{fmt.Errorf("name: %w", ErrInvalidRef), ClassInvalidRef},
+		{fmt.Errorf("record x: %w", backend.ErrCorrupt), ClassCorrupt},
+		{fmt.Errorf("login: %w", backend.ErrDenied), ClassDenied},
+		{fmt.Errorf("dial: %w", backend.ErrUnavailable), ClassUnavailable},
+		{fmt.Errorf("name: %w", backend.ErrInvalidRef), ClassInvalidRef},
 		{errors.New("something else"), ClassUnavailable},
 	} {
 		b := &memBackend{err: tc.err}
@@ -207,43 +189,19 @@ func TestDriverDeadlineHoldsAgainstStuckBackend(t *testing.T) {
 	}
 }
 
-func TestLazyBackendRetriesAfterFailure(t *testing.T) {
-	b := &memBackend{values: map[string][][]byte{"a": {[]byte("v")}}}
-	testBackendsMu.Lock()
-	testBackends["lazy"] = b
-	testBackendsMu.Unlock()
-	openFailures.Store(1)
-	d, err := New(Options{Instances: []Instance{{Name: "local", Type: "test", Settings: Settings{"id": "lazy", "fail": "1"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	d.lazy["local"].now = func() time.Time { return now }
-	if resp := d.Get(context.Background(), Request{SecretName: "a"}); !strings.Contains(resp.Err, "cannot open") {
-		t.Fatalf("first: %q", resp.Err)
-	}
-	// Within retryAfter the failure is answered from memory, without a new open.
-	if resp := d.Get(context.Background(), Request{SecretName: "a"}); !strings.Contains(resp.Err, "cannot open") {
-		t.Fatalf("second: %q", resp.Err)
-	}
-	now = now.Add(retryAfter)
-	if resp := d.Get(context.Background(), Request{SecretName: "a"}); string(resp.Value) != "v" {
-		t.Fatalf("after retry: %q %q", resp.Value, resp.Err)
-	}
-}
-
 func TestNewValidates(t *testing.T) {
-	in := Instance{Name: "local", Type: "test"}
+	in := Route{Name: "local", Backend: &memBackend{}}
 	for _, tc := range []struct {
 		o    Options
 		want string
 	}{
 		{Options{}, "no backend"},
-		{Options{Instances: []Instance{in}, Timeout: time.Hour}, "out of range"},
-		{Options{Instances: []Instance{in, in}}, "twice"},
-		{Options{Instances: []Instance{in, {Name: "b", Type: "test"}}}, "name the default"},
-		{Options{Instances: []Instance{in}, Default: "x"}, "not configured"},
-		{Options{Instances: []Instance{{Name: "a b"}}}, "backend name"},
+		{Options{Routes: []Route{in}, Timeout: time.Hour}, "out of range"},
+		{Options{Routes: []Route{in, in}}, "twice"},
+		{Options{Routes: []Route{in, {Name: "b", Backend: in.Backend}}}, "name the default"},
+		{Options{Routes: []Route{in}, Default: "x"}, "not configured"},
+		{Options{Routes: []Route{{Name: "a b", Backend: in.Backend}}}, "backend name"},
+		{Options{Routes: []Route{{Name: "nil"}}}, "has no backend"},
 	} {
 		if _, err := New(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("got %v, want %q", err, tc.want)
@@ -274,14 +232,17 @@ func TestDriverConcurrent(t *testing.T) {
 }
 
 func TestNotFoundFixNamesTheCommand(t *testing.T) {
+	local := backend.Capabilities{Writable: true, Local: true}
+	remoteStore := backend.Capabilities{Writable: true}
+	readOnly := backend.Capabilities{Paths: true}
 	for _, tc := range []struct {
 		e    refError
 		want string
 	}{
-		{refError{name: "db", backend: "local", typ: "file", deflt: true}, "swarmkeep put db,"},
-		{refError{name: "db", backend: "other", typ: "file"}, "swarmkeep put db --backend other,"},
-		{refError{name: "db", backend: "shared", typ: "etcd", deflt: true}, "swarmkeep put db --backend shared,"},
-		{refError{name: "db", backend: "vault-prod", typ: "vault"}, "write the value to backend vault-prod"},
+		{refError{name: "db", backend: "local", caps: local, deflt: true}, "swarmkeep put db,"},
+		{refError{name: "db", backend: "other", caps: local}, "swarmkeep put db --backend other,"},
+		{refError{name: "db", backend: "shared", caps: remoteStore, deflt: true}, "swarmkeep put db --backend shared,"},
+		{refError{name: "db", backend: "vault-prod", caps: readOnly}, "write the value to backend vault-prod"},
 	} {
 		if got := tc.e.notFoundFix(); !strings.Contains(got, tc.want) {
 			t.Errorf("%+v: %q lacks %q", tc.e, got, tc.want)
@@ -294,12 +255,12 @@ type fixedAuthz struct {
 	calls atomic.Int64
 }
 
-func (a *fixedAuthz) Authorize(req *Request, spec Spec) Decision {
+func (a *fixedAuthz) Decide(id policy.Identity, stored string) policy.Decision {
 	a.calls.Add(1)
-	if a.allow[spec.Name] {
-		return Decision{Allow: true, Rule: "r1", Reason: "granted"}
+	if a.allow[stored] {
+		return policy.Decision{Allow: true, Rule: "r1", Reason: "granted"}
 	}
-	return Decision{Rule: "", Reason: "no rule grants " + spec.Name}
+	return policy.Decision{Rule: "", Reason: "no rule grants " + stored}
 }
 
 // A denial is decided before the backend: it cannot tell whether the name
@@ -308,7 +269,7 @@ func TestDriverAuthorization(t *testing.T) {
 	b := &memBackend{values: map[string][][]byte{"ok": {[]byte("v")}, "secret": {[]byte("s3cr3t")}}}
 	d, evs := newTestDriver(t, b, time.Second)
 	authz := &fixedAuthz{allow: map[string]bool{"ok": true}}
-	d.authz = authz
+	d.policy = authz
 
 	if resp := d.Get(context.Background(), Request{SecretName: "ok", ServiceName: "web"}); string(resp.Value) != "v" || !resp.DoNotReuse {
 		t.Fatalf("allowed: %+v (with a policy every answer is a per-task copy)", resp)

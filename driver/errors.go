@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Class sorts a failed request for logs, metrics and the audit trail.
@@ -51,13 +53,13 @@ func classify(err error) Class {
 		return ClassPolicyDenied
 	case errors.Is(err, context.DeadlineExceeded):
 		return ClassTimeout
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, backend.ErrNotFound):
 		return ClassNotFound
-	case errors.Is(err, ErrInvalidRef):
+	case errors.Is(err, backend.ErrInvalidRef):
 		return ClassInvalidRef
-	case errors.Is(err, ErrCorrupt):
+	case errors.Is(err, backend.ErrCorrupt):
 		return ClassCorrupt
-	case errors.Is(err, ErrDenied):
+	case errors.Is(err, backend.ErrDenied):
 		return ClassDenied
 	case errors.Is(err, errInvalidValue):
 		return ClassInvalidValue
@@ -109,23 +111,21 @@ func quoteFree(line string) string {
 type refError struct {
 	name    string // stored name
 	backend string // instance name
-	typ     string // instance type
-	deflt   bool   // the default instance
+	caps    backend.Capabilities
+	deflt   bool // the default instance
 	err     error
 }
 
 func (e *refError) Error() string { return e.err.Error() }
 func (e *refError) Unwrap() error { return e.err }
 
-// storeTypes are the backend types whose values swarmkeep put writes.
-var storeTypes = map[string]bool{"file": true, "etcd": true}
-
 func (e *refError) notFoundFix() string {
-	if !storeTypes[e.typ] {
+	if !e.caps.Writable {
 		return "write the value to backend " + e.backend + ", or fix the swarmkeep.name/path/field/version labels"
 	}
 	cmd := "swarmkeep put " + e.name
-	if !e.deflt || e.typ != "file" {
+	// The operator commands default to the host's local store.
+	if !e.deflt || !e.caps.Local {
 		cmd += " --backend " + e.backend
 	}
 	return "store it on a manager with: " + cmd + ", or fix the swarmkeep.name/swarmkeep.version labels"

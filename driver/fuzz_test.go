@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Fuzz targets for everything the engine's request reaches before a backend:
@@ -165,7 +167,7 @@ func FuzzParseSpec(f *testing.F) {
 		if spec.Backend != labels[LabelBackend] || spec.Path != labels[LabelPath] || spec.Field != labels[LabelField] || spec.Stack != stack {
 			t.Fatalf("labels not carried over: %+v from %q", spec, labels)
 		}
-		if _, ok := labels[LabelBackend]; ok && !validInstanceName(spec.Backend) {
+		if _, ok := labels[LabelBackend]; ok && !ValidInstanceName(spec.Backend) {
 			t.Fatalf("swarmkeep.backend %q accepted", spec.Backend)
 		}
 		if p := spec.Path; p != "" && (strings.Contains(p, "..") || strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#% \t\r\n")) {
@@ -329,15 +331,12 @@ func requestText(body []byte) string {
 
 // newDriverTB is newTestDriver for fuzz targets and benchmarks: a driver with
 // one "local" instance of the test backend type serving b.
-func newDriverTB(tb testing.TB, id string, b Backend, timeout time.Duration, obs Observer) *Driver {
+func newDriverTB(tb testing.TB, id string, b backend.Backend, timeout time.Duration, obs Observer) *Driver {
 	tb.Helper()
-	testBackendsMu.Lock()
-	testBackends[id] = b
-	testBackendsMu.Unlock()
 	d, err := New(Options{
-		Instances: []Instance{{Name: "local", Type: "test", Settings: Settings{"id": id}}},
-		Timeout:   timeout,
-		Observer:  obs,
+		Routes:   []Route{{Name: "local", Backend: b}},
+		Timeout:  timeout,
+		Observer: obs,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -358,7 +357,7 @@ func serveUnixTB(tb testing.TB, d *Driver, maxIdle int) (*http.Client, func()) {
 		tb.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { NewHandler(d).Serve(l); close(done) }()
+	go func() { http.Serve(l, NewHandler(d)); close(done) }()
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: maxIdle,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -17,11 +17,20 @@ const (
 	GetSecretPath = "/SecretProvider.GetSecret"
 )
 
-// NewHandler returns the plugin's HTTP handler: /Plugin.Activate from the
-// sdk, and GetSecret decoded here rather than by the secrets helper, because
-// the helper's Request drops NodeID and reads bodies without a size limit.
-func NewHandler(d *Driver) sdk.Handler {
-	h := sdk.NewHandler(Manifest)
+// ActivatePath is the handshake route every plugin answers.
+const ActivatePath = "/Plugin.Activate"
+
+// NewHandler returns the plugin's HTTP handler: /Plugin.Activate, and
+// GetSecret decoded here rather than by the secrets helper, because the
+// helper's Request drops NodeID and reads bodies without a size limit. It
+// is a plain http.Handler so that whoever serves it sets the connection
+// limits and timeouts.
+func NewHandler(d *Driver) http.Handler {
+	h := http.NewServeMux()
+	h.HandleFunc(ActivatePath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", sdk.DefaultContentTypeV1_1)
+		fmt.Fprintln(w, Manifest)
+	})
 	h.HandleFunc(GetSecretPath, func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)

@@ -21,7 +21,7 @@ func serveUnix(t *testing.T, d *Driver) *http.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go NewHandler(d).Serve(l)
+	go http.Serve(l, NewHandler(d))
 	t.Cleanup(func() { l.Close() })
 	return &http.Client{
 		Timeout: 5 * time.Second,

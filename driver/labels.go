@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Secret labels are the only per-secret settings that reach a plugin: Swarm
@@ -16,9 +18,9 @@ const (
 	LabelPrefix = "swarmkeep."
 	// LabelName is the stored name to read. Default: the secret's name; for
 	// a secret of stack S named "S_key" by docker stack deploy, "S/key".
-	LabelName = LabelPrefix + "name"
+	LabelName = backend.LabelName
 	// LabelVersion pins a stored version (1, 2, ...). Default: the latest.
-	LabelVersion = LabelPrefix + "version"
+	LabelVersion = backend.LabelVersion
 	// LabelReuse "false" asks the engine for a per-task copy (DoNotReuse).
 	LabelReuse = LabelPrefix + "reuse"
 	// LabelEncoding says how the stored bytes are turned into the value.
@@ -26,9 +28,9 @@ const (
 	// LabelBackend picks a configured backend instance by name.
 	LabelBackend = LabelPrefix + "backend"
 	// LabelPath overrides a remote backend's path template (Vault).
-	LabelPath = LabelPrefix + "path"
+	LabelPath = backend.LabelPath
 	// LabelField picks one field of a structured value (Vault).
-	LabelField = LabelPrefix + "field"
+	LabelField = backend.LabelField
 	// LabelServices narrows who may read the secret: comma-separated globs
 	// of service names. It can only narrow what the access policy grants.
 	LabelServices = LabelPrefix + "services"
@@ -149,7 +151,7 @@ var labelParsers = map[string]func(*Spec, string) error{
 		return nil
 	},
 	LabelBackend: func(s *Spec, v string) error {
-		if !validInstanceName(v) {
+		if !ValidInstanceName(v) {
 			return &LabelError{LabelBackend, v, "a backend name of letters, digits, '-' and '_'"}
 		}
 		s.Backend = v
@@ -219,9 +221,9 @@ func (s Spec) AllowsService(service string) bool {
 	return false
 }
 
-// validInstanceName: backend instance names appear in labels, settings and
+// ValidInstanceName reports whether s can name a backend instance: names appear in labels, settings and
 // metrics, so they stay short and plain.
-func validInstanceName(s string) bool {
+func ValidInstanceName(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false
 	}

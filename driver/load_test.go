@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // The load test drives the real handler on a real unix socket the way a busy
@@ -60,9 +62,9 @@ type loadBackend struct {
 	denied map[string]bool
 }
 
-func (b *loadBackend) Get(ctx context.Context, ref Ref) (Secret, error) {
+func (b *loadBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	if b.denied[ref.Name] {
-		return Secret{}, fmt.Errorf("read %q: %w", ref.Name, ErrDenied)
+		return backend.Secret{}, fmt.Errorf("read %q: %w", ref.Name, backend.ErrDenied)
 	}
 	return b.mem.Get(ctx, ref)
 }

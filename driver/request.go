@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/swarmkeep/swarmkeep/driver/policy"
 )
 
 // MaxRequestBytes bounds a GetSecret request body. Real requests are a few
@@ -60,4 +61,17 @@ func DecodeRequest(r io.Reader) (Request, error) {
 		return Request{}, errors.New("request has no SecretName")
 	}
 	return req, nil
+}
+
+// IdentityOf takes the requester's identity from a GetSecret request, for
+// the access policy. The secret's own labels are left out on purpose:
+// whoever deploys the secret sets them, so they must never widen access.
+func IdentityOf(req Request) policy.Identity {
+	return policy.Identity{
+		Stack:         req.ServiceLabels[StackNamespaceLabel],
+		Service:       req.ServiceName,
+		ServiceLabels: req.ServiceLabels,
+		Image:         req.TaskImage,
+		Node:          req.NodeID,
+	}
 }

@@ -39,3 +39,18 @@ func TestDecodeRequest(t *testing.T) {
 		})
 	}
 }
+
+func TestIdentityOf(t *testing.T) {
+	req := Request{
+		SecretName: "s", SecretLabels: map[string]string{StackNamespaceLabel: "evil"},
+		ServiceName: "payments_api", ServiceLabels: map[string]string{StackNamespaceLabel: "payments", "tier": "backend"},
+		TaskImage: "img@sha256:ab", NodeID: "n1",
+	}
+	id := IdentityOf(req)
+	if id.Stack != "payments" || id.Service != "payments_api" || id.Image != "img@sha256:ab" || id.Node != "n1" || id.ServiceLabels["tier"] != "backend" {
+		t.Fatalf("identity %+v", id)
+	}
+	if IdentityOf(Request{ServiceName: "x"}).Stack != "" {
+		t.Fatal("stack from nothing")
+	}
+}

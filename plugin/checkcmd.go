@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/policy"
+	"github.com/swarmkeep/swarmkeep/driver/server"
 )
 
 const checkUsage = `Usage: swarmkeep check -c COMPOSE_FILE --stack NAME [flags]
@@ -164,25 +166,24 @@ func runCheck(env *cliEnv, args []string) error {
 // defaults, without caches: a check must see the backend, not a copy, and
 // must not write last-known-good copies.
 func checkDriver(sf *storeFlags, dflt string, pol *policy.Policy, timeout time.Duration) (*checkingDriver, error) {
-	c := Config{StoreDir: sf.dir, KeyFile: sf.keyFile, PassphraseFile: sf.passFile, Timeout: driver.MaxTimeout, LKGDir: DefaultLKGDir}
-	if sf.passFile != "" {
-		c.KeyFile = ""
-	}
 	spec := sf.backends
 	if spec == "" {
-		spec = DefaultBackends
+		spec = server.DefaultBackends
 	}
-	bs, err := parseBackends(spec, &c)
+	bs, err := server.ParseBackends(spec, sf.defaults(), driver.MaxTimeout, server.DefaultLKGDir)
 	if err != nil {
 		return nil, fmt.Errorf("--backends: %w", err)
 	}
-	c.Backends = bs
-	if dflt == "" {
-		dflt = bs[0].Name
+	if dflt, err = server.DefaultBackend(bs, dflt); err != nil {
+		return nil, err
+	}
+	routes := make([]driver.Route, len(bs))
+	for i, b := range bs {
+		routes[i] = driver.Route{Name: b.Name, Backend: backend.NewLazy(b.Type, b.Settings), Caps: b.Caps}
 	}
 	cd := &checkingDriver{dflt: dflt}
 	cd.Driver, err = driver.New(driver.Options{
-		Instances: c.Instances(), Default: dflt, Timeout: timeout, Authorizer: policy.Authorizer(pol),
+		Routes: routes, Default: dflt, Timeout: timeout, Policy: pol,
 		// Get runs the observer before it returns, so last is this read's.
 		Observer: func(ev driver.Event) { cd.last = ev },
 	})
@@ -275,7 +276,7 @@ func loadCheckPolicy(path string) (*policy.Policy, error) {
 // where the plugin will, before any backend is asked.
 // policyColumn shows the access decision the driver made for a read; none
 // is made when the request fails before (a bad label).
-func policyColumn(dec driver.Decision) string {
+func policyColumn(dec policy.Decision) string {
 	switch {
 	case dec.Allow:
 		return "allow (" + dec.Rule + ")"

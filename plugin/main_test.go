@@ -4,7 +4,13 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/swarmkeep/swarmkeep/driver/server"
 )
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
 
 // runCLI runs the binary's command line in-process.
 func runCLI(t *testing.T, env map[string]string, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -41,7 +47,7 @@ func TestHelpAndDispatch(t *testing.T) {
 	if code, _, errOut := runCLI(t, nil, "", "ls", "--bogus"); code != 2 || !strings.Contains(errOut, "bogus") {
 		t.Fatalf("bad flag: %d %q", code, errOut)
 	}
-	if code, _, errOut := runCLI(t, map[string]string{EnvLogLevel: "loud"}, "", "serve"); code != 1 || !strings.Contains(errOut, "LOG_LEVEL") {
+	if code, _, errOut := runCLI(t, map[string]string{server.EnvLogLevel: "loud"}, "", "serve"); code != 1 || !strings.Contains(errOut, "LOG_LEVEL") {
 		t.Fatalf("serve bad env: %d %q", code, errOut)
 	}
 }

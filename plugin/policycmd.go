@@ -155,7 +155,7 @@ func runPolicyExplain(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	id := policy.IdentityOf(req)
+	id := driver.IdentityOf(req)
 	stored := pos[0]
 	d := pol.Decide(id, stored)
 	verdict := "DENY"

@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/metrics"
 )
 
@@ -73,7 +74,7 @@ func healthServer(t *testing.T, degraded bool, tcp string) string {
 	m := metrics.New(metrics.Options{Version: "9.9.9", ConfigHash: "0123456789abcdef0123456789abcdef", Backends: []string{"local", "shared"}})
 	m.SetBackendReady("local", nil)
 	if degraded {
-		m.SetBackendReady("shared", fmt.Errorf("%w: dial tcp 10.0.0.1:2379: connection refused", driver.ErrCannotOpen))
+		m.SetBackendReady("shared", fmt.Errorf("%w: dial tcp 10.0.0.1:2379: connection refused", backend.ErrCannotOpen))
 	} else {
 		m.SetBackendReady("shared", nil)
 	}

@@ -9,9 +9,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver/etcdstore"
+	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
+	"github.com/swarmkeep/swarmkeep/driver/server"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -51,8 +52,8 @@ func (f *storeFlags) bind(fs *flag.FlagSet, env *cliEnv) {
 		}
 		return d
 	}
-	fs.StringVar(&f.dir, "store", dflt(EnvCLIStore, DefaultStoreDir), "store folder")
-	fs.StringVar(&f.keyFile, "key-file", dflt(EnvCLIKeyFile, DefaultKeyFile), "key file")
+	fs.StringVar(&f.dir, "store", dflt(EnvCLIStore, server.DefaultStoreDir), "store folder")
+	fs.StringVar(&f.keyFile, "key-file", dflt(EnvCLIKeyFile, server.DefaultKeyFile), "key file")
 	fs.StringVar(&f.passFile, "passphrase-file", env.getenv(EnvCLIPassphrase), "passphrase file")
 	fs.StringVar(&f.backend, "backend", env.getenv(EnvCLIBackend), "backend instance")
 	fs.StringVar(&f.backends, "backends", env.getenv(EnvCLIBackends), "backend instances")
@@ -74,11 +75,7 @@ func (f *storeFlags) medium(ctx context.Context) (store.Medium, store.KeySource,
 		}
 		return m, f.keySource(), nil
 	}
-	c := Config{StoreDir: f.dir, KeyFile: f.keyFile, PassphraseFile: f.passFile, Timeout: 5 * time.Second, LKGDir: DefaultLKGDir}
-	if f.passFile != "" {
-		c.KeyFile = ""
-	}
-	bs, err := parseBackends(f.backends, &c)
+	bs, err := server.ParseBackends(f.backends, f.defaults(), driver.MaxTimeout, server.DefaultLKGDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--backends: %w", err)
 	}
@@ -86,23 +83,23 @@ func (f *storeFlags) medium(ctx context.Context) (store.Medium, store.KeySource,
 		if b.Name != f.backend {
 			continue
 		}
-		switch b.Type {
-		case "file":
-			m, err := store.OpenDir(b.Settings["dir"])
-			if err != nil {
-				return nil, nil, err
-			}
-			if p := b.Settings["passphrase_file"]; p != "" {
-				return m, store.PassphraseFile(p), nil
-			}
-			return m, store.KeyFile(b.Settings["key_file"]), nil
-		case etcdstore.BackendType:
-			return etcdstore.OpenMedium(ctx, b.Settings)
-		default:
-			return nil, nil, fmt.Errorf("backend %s is of type %s, whose values are managed with its own tools; these commands manage file and etcd stores", b.Name, b.Type)
+		m, k, err := store.OpenMedium(ctx, b.Type, b.Settings)
+		if err != nil {
+			return nil, nil, fmt.Errorf("backend %s: %w", b.Name, err)
 		}
+		return m, k, nil
 	}
 	return nil, nil, fmt.Errorf("backend %q is not in --backends %q", f.backend, f.backends)
+}
+
+// defaults are what --backends instances inherit: the store folder and key
+// of these flags, as a plugin's instances inherit its settings.
+func (f *storeFlags) defaults() backend.Defaults {
+	d := backend.Defaults{StoreDir: f.dir, KeyFile: f.keyFile, PassphraseFile: f.passFile}
+	if f.passFile != "" {
+		d.KeyFile = ""
+	}
+	return d
 }
 
 // open opens the store for one command.

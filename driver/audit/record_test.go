@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // marker stands for a secret value: it must never reach a record.
@@ -122,27 +123,27 @@ func TestRecordLineCannotBeForged(t *testing.T) {
 // fakeBackend answers by stored name; served values are the marker.
 type fakeBackend struct{}
 
-func (fakeBackend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+func (fakeBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	switch ref.Name {
 	case "good":
-		return driver.Secret{Value: []byte(marker), Version: 7}, nil
+		return backend.Secret{Value: []byte(marker), Version: 7}, nil
 	case "stale":
-		return driver.Secret{Value: []byte(marker), Version: 6, Stale: true, Age: 90 * time.Second, Cached: true}, nil
+		return backend.Secret{Value: []byte(marker), Version: 6, Stale: true, Age: 90 * time.Second, Cached: true}, nil
 	case "huge":
-		return driver.Secret{Value: bytes.Repeat([]byte(marker), driver.MaxValueBytes/len(marker)+1), Version: 1}, nil
+		return backend.Secret{Value: bytes.Repeat([]byte(marker), driver.MaxValueBytes/len(marker)+1), Version: 1}, nil
 	case "slow":
 		<-ctx.Done()
-		return driver.Secret{}, ctx.Err()
+		return backend.Secret{}, ctx.Err()
 	case "locked":
-		return driver.Secret{}, fmt.Errorf("token: %w", driver.ErrDenied)
+		return backend.Secret{}, fmt.Errorf("token: %w", backend.ErrDenied)
 	case "broken":
-		return driver.Secret{}, fmt.Errorf("record: %w", driver.ErrCorrupt)
+		return backend.Secret{}, fmt.Errorf("record: %w", backend.ErrCorrupt)
 	case "down":
-		return driver.Secret{}, fmt.Errorf("dial: %w", driver.ErrUnavailable)
+		return backend.Secret{}, fmt.Errorf("dial: %w", backend.ErrUnavailable)
 	case "bad":
-		return driver.Secret{}, fmt.Errorf("name: %w", driver.ErrInvalidRef)
+		return backend.Secret{}, fmt.Errorf("name: %w", backend.ErrInvalidRef)
 	}
-	return driver.Secret{}, fmt.Errorf("%s: %w", ref.Name, driver.ErrNotFound)
+	return backend.Secret{}, fmt.Errorf("%s: %w", ref.Name, backend.ErrNotFound)
 }
 
 func (fakeBackend) Close() error { return nil }
@@ -156,8 +157,8 @@ func TestDriverToTrailNeverHoldsTheValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, err := driver.New(driver.Options{
-		Instances: []driver.Instance{{Name: "local", Type: "fake", Wrap: func(driver.Backend) driver.Backend { return fakeBackend{} }}},
-		Timeout:   driver.MinTimeout, Observer: w.Observe,
+		Routes:  []driver.Route{{Name: "local", Backend: fakeBackend{}}},
+		Timeout: driver.MinTimeout, Observer: w.Observe,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -221,7 +222,7 @@ func postBadRequest(t *testing.T, d *driver.Driver) {
 	if err != nil {
 		t.Skipf("no loopback: %v", err)
 	}
-	go func() { _ = driver.NewHandler(d).Serve(l) }()
+	go func() { _ = http.Serve(l, driver.NewHandler(d)) }()
 	defer l.Close()
 	resp, err := http.Post("http://"+l.Addr().String()+driver.GetSecretPath, "application/json", strings.NewReader("{not json "+marker))
 	if err != nil {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // The target: with the backend stopped, stale answers have a p99 at most
@@ -16,8 +16,8 @@ import (
 //	go test ./driver/cache -run '^$' -bench . -benchtime 200000x
 
 // benchRef is a typical request: a stack's secret with a few labels.
-func benchRef() driver.Ref {
-	return driver.Ref{
+func benchRef() backend.Ref {
+	return backend.Ref{
 		Name: "app/db-password", Reuse: true, Secret: "app_db_password", Stack: "app", Service: "app_web",
 		Labels: map[string]string{
 			"com.docker.stack.namespace": "app", "swarmkeep.backend": "shared",

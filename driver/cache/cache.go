@@ -9,17 +9,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // errClosed answers requests made after Close.
-var errClosed = fmt.Errorf("%w: cache is closed", driver.ErrUnavailable)
+var errClosed = fmt.Errorf("%w: cache is closed", backend.ErrUnavailable)
 
-// Cache is a driver.Backend that answers from memory, coalesces misses and
+// Cache is a backend.Backend that answers from memory, coalesces misses and
 // serves last-known-good copies while the backend it wraps fails. It is
 // safe for concurrent use.
 type Cache struct {
-	b   driver.Backend
+	b   backend.Backend
 	o   Options
 	lkg LKG // nil when there is no LKG or stale serving is off
 	// sumKey keys the digests that tell whether the LKG already holds a
@@ -37,11 +37,11 @@ type Cache struct {
 	circ    circuit
 }
 
-var _ driver.Backend = (*Cache)(nil)
+var _ backend.Backend = (*Cache)(nil)
 
 // New returns a Cache over b. The Cache owns b: Close closes it. The LKG in
 // o is not closed; close its store after the Cache.
-func New(b driver.Backend, o Options) (*Cache, error) {
+func New(b backend.Backend, o Options) (*Cache, error) {
 	if b == nil {
 		return nil, errors.New("cache: no backend to wrap")
 	}
@@ -64,7 +64,7 @@ func (c *Cache) Stats() Stats { return c.n.snapshot() }
 // Get answers ref from memory when fresh, otherwise from one backend call
 // shared by every request for the same key, falling back to a
 // last-known-good copy when the backend is unavailable.
-func (c *Cache) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+func (c *Cache) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	if !ref.Reuse {
 		return c.direct(ctx, ref)
 	}
@@ -73,7 +73,7 @@ func (c *Cache) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) 
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return driver.Secret{}, errClosed
+		return backend.Secret{}, errClosed
 	}
 	e := c.entries.peek(k)
 	if e != nil {
@@ -92,7 +92,7 @@ func (c *Cache) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) 
 			err := e.err
 			c.mu.Unlock()
 			c.n.negHits.Add(1)
-			return driver.Secret{}, err
+			return backend.Secret{}, err
 		case e.kind == varies && age < c.o.TTL:
 			// Known to vary per task: no sharing, no caching.
 			c.entries.touch(e)
@@ -107,7 +107,7 @@ func (c *Cache) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) 
 // missLocked answers a request that no fresh entry answers: by joining or
 // starting a flight, or at once from a copy while the circuit is open. It is
 // called with c.mu held and releases it.
-func (c *Cache) missLocked(ctx context.Context, k key, ref driver.Ref, e *entry) (driver.Secret, error) {
+func (c *Cache) missLocked(ctx context.Context, k key, ref backend.Ref, e *entry) (backend.Secret, error) {
 	now := c.o.Now()
 	hasCopy := e != nil && e.kind == positive
 	usable := hasCopy && !e.wiped && c.o.MaxStale > 0 && now.Sub(e.at) <= c.o.MaxStale
@@ -129,7 +129,7 @@ func (c *Cache) missLocked(ctx context.Context, k key, ref driver.Ref, e *entry)
 		// A negative or varies entry is newer than any disk copy.
 		err := noCopy(c.circ.cause(now))
 		c.mu.Unlock()
-		return driver.Secret{}, err
+		return backend.Secret{}, err
 	case !admitted:
 		f := c.startLocked(ctx, k, ref, modeCopies, false)
 		f.cause = c.circ.cause(now)
@@ -150,7 +150,7 @@ func (c *Cache) missLocked(ctx context.Context, k key, ref driver.Ref, e *entry)
 // serveCopy answers e as a stale copy, or the error that says why it
 // cannot be (the circuit's cause). It is called with c.mu held and
 // releases it.
-func (c *Cache) serveCopy(e *entry, now time.Time) (driver.Secret, error) {
+func (c *Cache) serveCopy(e *entry, now time.Time) (backend.Secret, error) {
 	s, err := c.copyLocked(e, now, func() error { return c.circ.cause(now) })
 	if err == nil {
 		c.entries.touch(e)
@@ -165,18 +165,18 @@ func (c *Cache) serveCopy(e *entry, now time.Time) (driver.Secret, error) {
 // direct makes a backend call for this request alone, for values that must
 // not be shared: Reuse false, or Varies. The circuit still applies, so a
 // down backend costs these requests no latency either.
-func (c *Cache) direct(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+func (c *Cache) direct(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return driver.Secret{}, errClosed
+		return backend.Secret{}, errClosed
 	}
 	now := c.o.Now()
 	admitted, probe := c.circ.admit(now)
 	if !admitted {
 		err := unavailable(c.circ.cause(now))
 		c.mu.Unlock()
-		return driver.Secret{}, err
+		return backend.Secret{}, err
 	}
 	c.mu.Unlock()
 	s, err := c.call(ctx, ref)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // waitFor polls cond for up to 10 s: goroutines reaching a point is not
@@ -73,11 +73,11 @@ func TestCallerDeadlineDoesNotCancelSharedCall(t *testing.T) {
 		first <- err
 	}()
 	waitFor(t, "the call to start", func() bool { return f.calls.Load() == 1 })
-	second := make(chan driver.Secret, 1)
+	second := make(chan backend.Secret, 1)
 	go func() { second <- get(t, c, ref("db")) }()
 	waitFor(t, "the second request to join", func() bool { return c.Stats().Coalesced == 1 })
 
-	if err := <-first; !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, driver.ErrUnavailable) {
+	if err := <-first; !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, backend.ErrUnavailable) {
 		t.Fatalf("first caller: %v", err)
 	}
 	open()
@@ -125,20 +125,20 @@ func TestKeyCoversEveryField(t *testing.T) {
 	f := newFake()
 	f.set("db", "v")
 	c := newCache(t, f, testOptions(newClock()))
-	base := driver.Ref{Name: "db", Reuse: true, Secret: "app_db", Stack: "app", Service: "web",
+	base := backend.Ref{Name: "db", Reuse: true, Secret: "app_db", Stack: "app", Service: "web",
 		Labels: map[string]string{"swarmkeep.name": "db", "team": "a"}}
-	variants := []func(*driver.Ref){
-		func(r *driver.Ref) {},
-		func(r *driver.Ref) { r.Version = 2 },
-		func(r *driver.Ref) { r.Path = "kv/db" },
-		func(r *driver.Ref) { r.Field = "password" },
-		func(r *driver.Ref) { r.Stack = "other" },
-		func(r *driver.Ref) { r.Service = "worker" },
-		func(r *driver.Ref) { r.Secret = "app_db2" },
-		func(r *driver.Ref) { r.Labels = map[string]string{"swarmkeep.name": "db", "team": "b"} },
-		func(r *driver.Ref) { r.Labels = map[string]string{"swarmkeep.name": "db"} },
+	variants := []func(*backend.Ref){
+		func(r *backend.Ref) {},
+		func(r *backend.Ref) { r.Version = 2 },
+		func(r *backend.Ref) { r.Path = "kv/db" },
+		func(r *backend.Ref) { r.Field = "password" },
+		func(r *backend.Ref) { r.Stack = "other" },
+		func(r *backend.Ref) { r.Service = "worker" },
+		func(r *backend.Ref) { r.Secret = "app_db2" },
+		func(r *backend.Ref) { r.Labels = map[string]string{"swarmkeep.name": "db", "team": "b"} },
+		func(r *backend.Ref) { r.Labels = map[string]string{"swarmkeep.name": "db"} },
 		// Moving a byte from a key to its value must not collide.
-		func(r *driver.Ref) { r.Labels = map[string]string{"swarmkeep.name": "db", "tea": "ma"} },
+		func(r *backend.Ref) { r.Labels = map[string]string{"swarmkeep.name": "db", "tea": "ma"} },
 	}
 	for i, v := range variants {
 		r := base
@@ -156,7 +156,7 @@ func TestKeyCoversEveryField(t *testing.T) {
 func TestKeyIsStable(t *testing.T) {
 	// LKG copies are found by key after a restart: a change to the key
 	// encoding orphans them, so it must be deliberate (bump keyDomain).
-	r := driver.Ref{Name: "db", Version: 3, Path: "p", Field: "f", Stack: "s", Service: "svc",
+	r := backend.Ref{Name: "db", Version: 3, Path: "p", Field: "f", Stack: "s", Service: "svc",
 		Secret: "s_db", Labels: map[string]string{"a": "1", "b": "2"}}
 	const want = "d49810dc28935c4cecd731403a127749922c02d4515603d77601d43cd41c8634"
 	if got := keyOf(r).String(); got != want {
@@ -169,8 +169,8 @@ func TestNegativeCaching(t *testing.T) {
 	clk := newClock()
 	c := newCache(t, f, testOptions(clk))
 
-	getErr(t, c, ref("missing"), driver.ErrNotFound)
-	getErr(t, c, ref("missing"), driver.ErrNotFound)
+	getErr(t, c, ref("missing"), backend.ErrNotFound)
+	getErr(t, c, ref("missing"), backend.ErrNotFound)
 	wantCalls(t, f, 1)
 	if st := c.Stats(); st.NegativeHits != 1 {
 		t.Fatalf("stats %+v", st)
@@ -184,12 +184,12 @@ func TestNegativeCaching(t *testing.T) {
 	o := testOptions(clk)
 	o.NegativeTTL = 0
 	c = newCache(t, f, o)
-	getErr(t, c, ref("gone"), driver.ErrNotFound)
-	getErr(t, c, ref("gone"), driver.ErrNotFound)
+	getErr(t, c, ref("gone"), backend.ErrNotFound)
+	getErr(t, c, ref("gone"), backend.ErrNotFound)
 	wantCalls(t, f, 4)
-	f.setErr(driver.ErrDenied)
-	getErr(t, c, ref("x"), driver.ErrDenied)
-	getErr(t, c, ref("x"), driver.ErrDenied)
+	f.setErr(backend.ErrDenied)
+	getErr(t, c, ref("x"), backend.ErrDenied)
+	getErr(t, c, ref("x"), backend.ErrDenied)
 	wantCalls(t, f, 6)
 }
 
@@ -202,7 +202,7 @@ func TestNegativeEntriesAreBounded(t *testing.T) {
 
 	get(t, c, ref("real"))
 	for _, name := range []string{"m1", "m2", "m3", "m4", "m5", "m6"} {
-		getErr(t, c, ref(name), driver.ErrNotFound)
+		getErr(t, c, ref(name), backend.ErrNotFound)
 	}
 	if n := c.entries.len(); n != 4 {
 		t.Fatalf("%d entries, want 4", n)
@@ -212,7 +212,7 @@ func TestNegativeEntriesAreBounded(t *testing.T) {
 	}
 	calls := f.calls.Load()
 	get(t, c, ref("real")) // evicted by negatives: fetched again
-	getErr(t, c, ref("m6"), driver.ErrNotFound)
+	getErr(t, c, ref("m6"), backend.ErrNotFound)
 	wantCalls(t, f, calls+1)
 }
 
@@ -253,7 +253,7 @@ func TestReuseFalseIsNeverShared(t *testing.T) {
 	o := testOptions(clk)
 	o.LKG = l
 	c := newCache(t, f, o)
-	perTask := driver.Ref{Name: "db"}
+	perTask := backend.Ref{Name: "db"}
 
 	// Concurrent per-task requests each make their own call.
 	open := f.hold()
@@ -275,7 +275,7 @@ func TestReuseFalseIsNeverShared(t *testing.T) {
 	get(t, c, ref("db"))
 	f.down.Store(true)
 	clk.Add(DefaultTTL)
-	getErr(t, c, perTask, driver.ErrUnavailable)
+	getErr(t, c, perTask, backend.ErrUnavailable)
 	wantValue(t, get(t, c, ref("db")), "v1", true)
 	if st := c.Stats(); st.StaleServed != 1 || st.Coalesced != 0 {
 		t.Fatalf("stats %+v", st)
@@ -321,7 +321,7 @@ func TestVariesIsNeverCached(t *testing.T) {
 		t.Fatalf("varying value saved to disk")
 	}
 	f.down.Store(true)
-	getErr(t, c, ref("db"), driver.ErrUnavailable)
+	getErr(t, c, ref("db"), backend.ErrUnavailable)
 	if st := c.Stats(); st.StaleServed != 0 || st.Hits != 0 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -342,7 +342,7 @@ func TestCloseZeroesAndClosesBackend(t *testing.T) {
 	if !bytes.Equal(held, []byte{0, 0}) || !f.closed.Load() {
 		t.Fatalf("after close: value %q, backend closed %v", held, f.closed.Load())
 	}
-	getErr(t, c, ref("db"), driver.ErrUnavailable)
+	getErr(t, c, ref("db"), backend.ErrUnavailable)
 	if err := c.Close(); err != nil {
 		t.Fatal("second close:", err)
 	}

@@ -32,7 +32,7 @@
 // Not found is remembered for NegativeTTL and, since it is newer than any
 // copy, also stops copies of that key from being served (and removes the
 // disk copy, when the LKG supports [Forgetter]). Any other failure
-// (driver.ErrUnavailable, a deadline, an error wrapping no sentinel, or the
+// (backend.ErrUnavailable, a deadline, an error wrapping no sentinel, or the
 // wrapped lazy backend failing to open) counts as unavailable.
 //
 // # Disk copies

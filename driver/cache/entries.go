@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // key identifies one answer: a SHA-256 over every Ref field that can change
@@ -20,7 +20,7 @@ type key [sha256.Size]byte
 // so old disk copies are simply never found.
 const keyDomain = "swarmkeep cache key v1\x00"
 
-func keyOf(ref driver.Ref) key {
+func keyOf(ref backend.Ref) key {
 	// One pass over a stack buffer: this runs on every hit.
 	var buf [1024]byte
 	b := append(buf[:0], keyDomain...)
@@ -69,7 +69,7 @@ type entry struct {
 	kind kind
 	// s is the answer; s.Value is the cache's own copy, zeroed when
 	// dropped. Callers only ever get clones of it.
-	s driver.Secret
+	s backend.Secret
 	// err is the backend's not-found error, for a negative entry.
 	err error
 	// at is when the backend gave this answer, or when the disk copy it
@@ -89,7 +89,7 @@ type entry struct {
 // wipe zeroes and drops the value.
 func (e *entry) wipe() {
 	clear(e.s.Value)
-	e.s = driver.Secret{}
+	e.s = backend.Secret{}
 	e.err = nil
 	e.wiped = false
 }

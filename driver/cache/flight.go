@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 type mode uint8
@@ -22,13 +22,13 @@ const (
 // that request giving up does not cancel it for the others.
 type flight struct {
 	k     key
-	ref   driver.Ref
+	ref   backend.Ref
 	mode  mode
 	probe bool  // the circuit's half-open probe
 	cause error // modeCopies: why the backend is not called
 
-	done chan struct{} // closed when s and err are set
-	s    driver.Secret // s.Value is the flight's own copy
+	done chan struct{}  // closed when s and err are set
+	s    backend.Secret // s.Value is the flight's own copy
 	err  error
 	// refs counts requests that still have to copy s.Value; the last one
 	// (or the flight, if none) zeroes it. Guarded by Cache.mu.
@@ -38,7 +38,7 @@ type flight struct {
 
 // startLocked registers and starts a flight for k. The backend call keeps
 // ctx's values but not its cancellation: it is bounded by Timeout alone.
-func (c *Cache) startLocked(ctx context.Context, k key, ref driver.Ref, m mode, probe bool) *flight {
+func (c *Cache) startLocked(ctx context.Context, k key, ref backend.Ref, m mode, probe bool) *flight {
 	f := &flight{k: k, ref: ref, mode: m, probe: probe, done: make(chan struct{})}
 	c.flights[k] = f
 	c.bg.Add(1)
@@ -49,14 +49,14 @@ func (c *Cache) startLocked(ctx context.Context, k key, ref driver.Ref, m mode, 
 // wait returns f's answer, or an error when ctx ends first. A request that
 // did not start f does not take a Varies answer, fetched for another
 // request: it makes its own call.
-func (c *Cache) wait(ctx context.Context, f *flight, ref driver.Ref, starter bool) (driver.Secret, error) {
+func (c *Cache) wait(ctx context.Context, f *flight, ref backend.Ref, starter bool) (backend.Secret, error) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():
 		c.mu.Lock()
 		c.releaseLocked(f)
 		c.mu.Unlock()
-		return driver.Secret{}, fmt.Errorf("%w: no answer in time: %w", driver.ErrUnavailable, ctx.Err())
+		return backend.Secret{}, fmt.Errorf("%w: no answer in time: %w", backend.ErrUnavailable, ctx.Err())
 	}
 	c.mu.Lock()
 	s, err := f.s, f.err
@@ -113,7 +113,7 @@ func (c *Cache) run(ctx context.Context, f *flight) {
 // call asks the backend, giving up at min(ctx's deadline, Timeout) even if
 // the backend ignores its context; an abandoned call ends in the
 // background and its answer is dropped.
-func (c *Cache) call(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+func (c *Cache) call(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	c.n.calls.Add(1)
 	limit := c.o.Timeout
 	if d, ok := ctx.Deadline(); ok {
@@ -122,7 +122,7 @@ func (c *Cache) call(ctx context.Context, ref driver.Ref) (driver.Secret, error)
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	type result struct {
-		s   driver.Secret
+		s   backend.Secret
 		err error
 	}
 	ch := make(chan result)
@@ -136,20 +136,20 @@ func (c *Cache) call(ctx context.Context, ref driver.Ref) (driver.Secret, error)
 	}()
 	select {
 	case r := <-ch:
-		if r.err != nil && !errors.Is(r.err, driver.ErrNotFound) {
+		if r.err != nil && !errors.Is(r.err, backend.ErrNotFound) {
 			c.n.callErrors.Add(1)
 		}
 		return r.s, r.err
 	case <-ctx.Done():
 		close(gone)
 		c.n.callErrors.Add(1)
-		return driver.Secret{}, fmt.Errorf("%w: no answer within %s: %w", driver.ErrUnavailable, short(limit), ctx.Err())
+		return backend.Secret{}, fmt.Errorf("%w: no answer within %s: %w", backend.ErrUnavailable, short(limit), ctx.Err())
 	}
 }
 
 // settle records an answer the backend gave (a value or a real error) and
 // publishes it. It returns the LKG work to do next, if any.
-func (c *Cache) settle(f *flight, s driver.Secret, err error) (after func()) {
+func (c *Cache) settle(f *flight, s backend.Secret, err error) (after func()) {
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -159,7 +159,7 @@ func (c *Cache) settle(f *flight, s driver.Secret, err error) (after func()) {
 		f.s = s
 		f.s.Value = bytes.Clone(s.Value) // never zero what the backend owns
 		f.s.Stale, f.s.Age = false, 0
-	case errors.Is(err, driver.ErrNotFound):
+	case errors.Is(err, backend.ErrNotFound):
 		f.err = err
 	default:
 		// Denied, corrupt, invalid: passed on, never cached, and the

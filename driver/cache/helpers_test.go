@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -72,7 +72,7 @@ func (f *fakeBackend) hold() (open func()) {
 	return sync.OnceFunc(func() { close(g) })
 }
 
-func (f *fakeBackend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+func (f *fakeBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	n := f.calls.Add(1)
 	f.mu.Lock()
 	gate := f.gate
@@ -87,26 +87,26 @@ func (f *fakeBackend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, e
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
-			return driver.Secret{}, fmt.Errorf("fake: %w", ctx.Err())
+			return backend.Secret{}, fmt.Errorf("fake: %w", ctx.Err())
 		}
 	}
 	if f.down.Load() {
-		return driver.Secret{}, fmt.Errorf("%w: fake is down", driver.ErrUnavailable)
+		return backend.Secret{}, fmt.Errorf("%w: fake is down", backend.ErrUnavailable)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
-		return driver.Secret{}, f.err
+		return backend.Secret{}, f.err
 	}
 	v, ok := f.values[ref.Name]
 	if !ok {
-		return driver.Secret{}, fmt.Errorf("record %q: %w", ref.Name, driver.ErrNotFound)
+		return backend.Secret{}, fmt.Errorf("record %q: %w", ref.Name, backend.ErrNotFound)
 	}
 	value := v
 	if f.varies {
 		value = fmt.Appendf(bytes.Clone(v), "#%d", n)
 	}
-	return driver.Secret{Value: bytes.Clone(value), Version: f.version, Created: time.Unix(1700000000, 0), Varies: f.varies}, nil
+	return backend.Secret{Value: bytes.Clone(value), Version: f.version, Created: time.Unix(1700000000, 0), Varies: f.varies}, nil
 }
 
 func (f *fakeBackend) Close() error {
@@ -141,7 +141,7 @@ func testOptions(clk *clock) Options {
 	return o
 }
 
-func newCache(t testing.TB, b driver.Backend, o Options) *Cache {
+func newCache(t testing.TB, b backend.Backend, o Options) *Cache {
 	t.Helper()
 	c, err := New(b, o)
 	if err != nil {
@@ -151,9 +151,9 @@ func newCache(t testing.TB, b driver.Backend, o Options) *Cache {
 	return c
 }
 
-func ref(name string) driver.Ref { return driver.Ref{Name: name, Reuse: true} }
+func ref(name string) backend.Ref { return backend.Ref{Name: name, Reuse: true} }
 
-func get(t testing.TB, c *Cache, r driver.Ref) driver.Secret {
+func get(t testing.TB, c *Cache, r backend.Ref) backend.Secret {
 	t.Helper()
 	s, err := c.Get(context.Background(), r)
 	if err != nil {
@@ -162,7 +162,7 @@ func get(t testing.TB, c *Cache, r driver.Ref) driver.Secret {
 	return s
 }
 
-func getErr(t testing.TB, c *Cache, r driver.Ref, want error) error {
+func getErr(t testing.TB, c *Cache, r backend.Ref, want error) error {
 	t.Helper()
 	_, err := c.Get(context.Background(), r)
 	if !errors.Is(err, want) {
@@ -171,7 +171,7 @@ func getErr(t testing.TB, c *Cache, r driver.Ref, want error) error {
 	return err
 }
 
-func wantValue(t testing.TB, s driver.Secret, value string, stale bool) {
+func wantValue(t testing.TB, s backend.Secret, value string, stale bool) {
 	t.Helper()
 	if string(s.Value) != value || s.Stale != stale {
 		t.Fatalf("got %q stale=%v, want %q stale=%v", s.Value, s.Stale, value, stale)
@@ -219,15 +219,15 @@ type countingLKG struct {
 
 var errDisk = errors.New("fake disk failure")
 
-func (l *countingLKG) Load(ctx context.Context, key string) (driver.Secret, time.Time, error) {
+func (l *countingLKG) Load(ctx context.Context, key string) (backend.Secret, time.Time, error) {
 	l.loads.Add(1)
 	if l.fail {
-		return driver.Secret{}, time.Time{}, errDisk
+		return backend.Secret{}, time.Time{}, errDisk
 	}
 	return l.LKG.Load(ctx, key)
 }
 
-func (l *countingLKG) Save(ctx context.Context, key string, s driver.Secret) error {
+func (l *countingLKG) Save(ctx context.Context, key string, s backend.Secret) error {
 	l.saves.Add(1)
 	if l.fail {
 		return errDisk

@@ -9,7 +9,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // LKG keeps last-known-good copies on disk, so a restarted plugin can
@@ -17,10 +17,10 @@ import (
 // concurrent use and must not keep the Secret passed to Save.
 type LKG interface {
 	// Load returns key's copy and when it was saved. An absent copy gives
-	// an error wrapping driver.ErrNotFound.
-	Load(ctx context.Context, key string) (driver.Secret, time.Time, error)
+	// an error wrapping backend.ErrNotFound.
+	Load(ctx context.Context, key string) (backend.Secret, time.Time, error)
 	// Save replaces key's copy.
-	Save(ctx context.Context, key string, s driver.Secret) error
+	Save(ctx context.Context, key string, s backend.Secret) error
 }
 
 // Forgetter is an LKG that can remove a copy. The cache removes a key's
@@ -41,7 +41,7 @@ type lkgState struct {
 }
 
 // sum digests an answer: value, version and creation time.
-func (c *Cache) sum(s driver.Secret) [sha256.Size]byte {
+func (c *Cache) sum(s backend.Secret) [sha256.Size]byte {
 	m := hmac.New(sha256.New, c.sumKey[:])
 	var hdr [16]byte
 	binary.BigEndian.PutUint64(hdr[:8], s.Version)
@@ -62,15 +62,15 @@ func (c *Cache) lkgContext() (context.Context, context.CancelFunc) {
 }
 
 // loadLKG returns k's disk copy, with a value the cache owns.
-func (c *Cache) loadLKG(k key) (driver.Secret, time.Time, error) {
+func (c *Cache) loadLKG(k key) (backend.Secret, time.Time, error) {
 	ctx, cancel := c.lkgContext()
 	defer cancel()
 	s, saved, err := c.lkg.Load(ctx, k.String())
 	if err != nil {
-		if !errors.Is(err, driver.ErrNotFound) {
+		if !errors.Is(err, backend.ErrNotFound) {
 			c.n.lkgErrors.Add(1)
 		}
-		return driver.Secret{}, time.Time{}, err
+		return backend.Secret{}, time.Time{}, err
 	}
 	s.Value = bytes.Clone(s.Value)
 	return s, saved, nil
@@ -79,7 +79,7 @@ func (c *Cache) loadLKG(k key) (driver.Secret, time.Time, error) {
 // saveLater returns the work of bringing k's disk copy up to s (whose
 // value it clones now), given what is known of that copy. It writes only
 // if the copy differs or is older than MaxStale/2.
-func (c *Cache) saveLater(k key, s driver.Secret, st lkgState) func() {
+func (c *Cache) saveLater(k key, s backend.Secret, st lkgState) func() {
 	if c.lkg == nil {
 		return nil
 	}
@@ -112,7 +112,7 @@ func (c *Cache) saveLater(k key, s driver.Secret, st lkgState) func() {
 func (c *Cache) inspectLKG(ctx context.Context, k key) lkgState {
 	old, saved, err := c.lkg.Load(ctx, k.String())
 	switch {
-	case errors.Is(err, driver.ErrNotFound):
+	case errors.Is(err, backend.ErrNotFound):
 		return lkgState{known: true}
 	case err != nil:
 		c.n.lkgErrors.Add(1)

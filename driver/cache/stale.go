@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // isUnavailable reports whether err means the backend could not answer,
@@ -20,11 +20,11 @@ func isUnavailable(err error) bool {
 		return false
 	case isOpenFailure(err):
 		return true
-	case errors.Is(err, driver.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, backend.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return true
 	}
-	return !errors.Is(err, driver.ErrNotFound) && !errors.Is(err, driver.ErrInvalidRef) &&
-		!errors.Is(err, driver.ErrDenied) && !errors.Is(err, driver.ErrCorrupt)
+	return !errors.Is(err, backend.ErrNotFound) && !errors.Is(err, backend.ErrInvalidRef) &&
+		!errors.Is(err, backend.ErrDenied) && !errors.Is(err, backend.ErrCorrupt)
 }
 
 // isOpenFailure recognises the driver's lazy opener failing to open the
@@ -32,7 +32,7 @@ func isUnavailable(err error) bool {
 // (wrong key), yet it says nothing about the value: the backend is simply
 // not there, which is what copies are for.
 func isOpenFailure(err error) bool {
-	return errors.Is(err, driver.ErrCannotOpen)
+	return errors.Is(err, backend.ErrCannotOpen)
 }
 
 // circuit remembers that the backend is failing, so that for RetryAfter
@@ -89,12 +89,12 @@ func (c *circuit) cause(now time.Time) error {
 // error that says why it cannot serve it, built with cause only then (it is
 // formatted, and serving a copy must stay as cheap as a hit). A copy found
 // past MaxStale is wiped: it can never be served again.
-func (c *Cache) copyLocked(e *entry, now time.Time, cause func() error) (driver.Secret, error) {
+func (c *Cache) copyLocked(e *entry, now time.Time, cause func() error) (backend.Secret, error) {
 	if e == nil || e.kind != positive {
-		return driver.Secret{}, noCopy(cause())
+		return backend.Secret{}, noCopy(cause())
 	}
 	if c.o.MaxStale <= 0 {
-		return driver.Secret{}, unavailable(cause())
+		return backend.Secret{}, unavailable(cause())
 	}
 	age := now.Sub(e.at)
 	if age > c.o.MaxStale || e.wiped {
@@ -103,7 +103,7 @@ func (c *Cache) copyLocked(e *entry, now time.Time, cause func() error) (driver.
 			e.wipe()
 			e.wiped, e.at = true, at
 		}
-		return driver.Secret{}, tooOld(age, c.o.MaxStale, cause())
+		return backend.Secret{}, tooOld(age, c.o.MaxStale, cause())
 	}
 	s := e.s
 	s.Value = bytes.Clone(e.s.Value)
@@ -113,19 +113,19 @@ func (c *Cache) copyLocked(e *entry, now time.Time, cause func() error) (driver.
 
 // unavailable makes sure err says the backend is unavailable.
 func unavailable(err error) error {
-	if errors.Is(err, driver.ErrUnavailable) {
+	if errors.Is(err, backend.ErrUnavailable) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", driver.ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", backend.ErrUnavailable, err)
 }
 
 func noCopy(cause error) error {
-	return fmt.Errorf("%w and there is no last-known-good copy: %w", driver.ErrUnavailable, cause)
+	return fmt.Errorf("%w and there is no last-known-good copy: %w", backend.ErrUnavailable, cause)
 }
 
 func tooOld(age, maxStale time.Duration, cause error) error {
 	return fmt.Errorf("%w and the last-known-good copy is %s old (max stale %s): %w",
-		driver.ErrUnavailable, short(age), short(maxStale), cause)
+		backend.ErrUnavailable, short(age), short(maxStale), cause)
 }
 
 // short formats d for people: "2h0m", "1m30s", "250ms".

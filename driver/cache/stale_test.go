@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // TestStaleMemoryThenDiskThenTooOld follows a backend that stops: the
@@ -61,7 +61,7 @@ func TestStaleMemoryThenDiskThenTooOld(t *testing.T) {
 	}
 
 	clk.Add(2*time.Hour - DefaultTTL - time.Second - time.Minute)
-	err = getErr(t, c, ref("db"), driver.ErrUnavailable)
+	err = getErr(t, c, ref("db"), backend.ErrUnavailable)
 	want := "backend unavailable and the last-known-good copy is 2h0m old (max stale 1h0m)"
 	if !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "v1") {
 		t.Fatalf("error %q, want it to start with %q", err, want)
@@ -72,7 +72,7 @@ func TestStaleMemoryThenDiskThenTooOld(t *testing.T) {
 
 	// The same holds for a fresh cache reading the disk copy.
 	c = newCache(t, f, o)
-	err = getErr(t, c, ref("db"), driver.ErrUnavailable)
+	err = getErr(t, c, ref("db"), backend.ErrUnavailable)
 	if !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("error %q", err)
 	}
@@ -93,11 +93,11 @@ func TestCircuitSparesTheBackend(t *testing.T) {
 		wantValue(t, get(t, c, ref("db")), "v1", true)
 	}
 	// Without a copy: an error at once, still no call.
-	err := getErr(t, c, ref("cold"), driver.ErrUnavailable)
+	err := getErr(t, c, ref("cold"), backend.ErrUnavailable)
 	if !strings.Contains(err.Error(), "no last-known-good copy") || !strings.Contains(err.Error(), "next try in 2s") {
 		t.Fatalf("error %q", err)
 	}
-	getErr(t, c, driver.Ref{Name: "db"}, driver.ErrUnavailable)
+	getErr(t, c, backend.Ref{Name: "db"}, backend.ErrUnavailable)
 	wantCalls(t, f, 2)
 
 	// After RetryAfter one request probes, in the background since it has
@@ -117,7 +117,7 @@ func TestCircuitSparesTheBackend(t *testing.T) {
 	wantValue(t, get(t, c, ref("db")), "v1", true)
 	settle(c)
 	wantValue(t, get(t, c, ref("db")), "v2", false)
-	get(t, c, driver.Ref{Name: "db"})
+	get(t, c, backend.Ref{Name: "db"})
 	wantCalls(t, f, 5)
 	if st := c.Stats(); st.StaleServed != 104 || st.BackendErrors != 2 {
 		t.Fatalf("stats %+v", st)
@@ -158,14 +158,14 @@ func TestSlowBackendTimesOutThenServesStale(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	_, err := c.Get(ctx, driver.Ref{Name: "db"})
-	if el := time.Since(start); !errors.Is(err, driver.ErrUnavailable) || el > o.Timeout {
+	_, err := c.Get(ctx, backend.Ref{Name: "db"})
+	if el := time.Since(start); !errors.Is(err, backend.ErrUnavailable) || el > o.Timeout {
 		t.Fatalf("per-task call: %v after %s", err, el)
 	}
 }
 
 func TestRealAnswersAreNotMasked(t *testing.T) {
-	for _, sentinel := range []error{driver.ErrDenied, driver.ErrCorrupt, driver.ErrInvalidRef} {
+	for _, sentinel := range []error{backend.ErrDenied, backend.ErrCorrupt, backend.ErrInvalidRef} {
 		t.Run(sentinel.Error(), func(t *testing.T) {
 			f := newFake()
 			f.set("db", "v1")
@@ -199,7 +199,7 @@ func TestNotFoundRemovesCopies(t *testing.T) {
 
 	f.del("db")
 	clk.Add(DefaultTTL)
-	getErr(t, c, ref("db"), driver.ErrNotFound)
+	getErr(t, c, ref("db"), backend.ErrNotFound)
 	settle(c)
 	if l.forgets.Load() != 1 {
 		t.Fatalf("%d forgets", l.forgets.Load())
@@ -207,11 +207,11 @@ func TestNotFoundRemovesCopies(t *testing.T) {
 	// Deleted is newer than any copy: once down, no copy is served.
 	f.down.Store(true)
 	clk.Add(DefaultNegativeTTL)
-	getErr(t, c, ref("db"), driver.ErrUnavailable)
+	getErr(t, c, ref("db"), backend.ErrUnavailable)
 	clk.Add(DefaultRetryAfter)
-	getErr(t, c, ref("db"), driver.ErrUnavailable)
+	getErr(t, c, ref("db"), backend.ErrUnavailable)
 	c2 := newCache(t, f, o)
-	getErr(t, c2, ref("db"), driver.ErrUnavailable)
+	getErr(t, c2, ref("db"), backend.ErrUnavailable)
 	if st := c.Stats(); st.StaleServed != 0 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -220,11 +220,11 @@ func TestNotFoundRemovesCopies(t *testing.T) {
 // plainLKG hides Forget, as a minimal LKG implementation would.
 type plainLKG struct{ l LKG }
 
-func (p plainLKG) Load(ctx context.Context, key string) (driver.Secret, time.Time, error) {
+func (p plainLKG) Load(ctx context.Context, key string) (backend.Secret, time.Time, error) {
 	return p.l.Load(ctx, key)
 }
 
-func (p plainLKG) Save(ctx context.Context, key string, s driver.Secret) error {
+func (p plainLKG) Save(ctx context.Context, key string, s backend.Secret) error {
 	return p.l.Save(ctx, key, s)
 }
 
@@ -239,13 +239,13 @@ func TestNotFoundBlocksUnforgettableCopies(t *testing.T) {
 	settle(c)
 	f.del("db")
 	clk.Add(DefaultTTL)
-	getErr(t, c, ref("db"), driver.ErrNotFound)
+	getErr(t, c, ref("db"), backend.ErrNotFound)
 
 	// The disk still holds v1, but the negative entry is newer.
 	f.down.Store(true)
 	clk.Add(DefaultNegativeTTL)
-	getErr(t, c, ref("db"), driver.ErrUnavailable) // the failing call
-	getErr(t, c, ref("db"), driver.ErrUnavailable) // circuit open
+	getErr(t, c, ref("db"), backend.ErrUnavailable) // the failing call
+	getErr(t, c, ref("db"), backend.ErrUnavailable) // circuit open
 	wantCalls(t, f, 3)
 	if st := c.Stats(); st.StaleServed != 0 {
 		t.Fatalf("stats %+v", st)
@@ -285,10 +285,10 @@ func TestOpenFailureServesStale(t *testing.T) {
 	clk.Add(DefaultTTL)
 	// What the driver's lazy opener says when the store is missing: it
 	// wraps ErrNotFound, but is no answer about the value.
-	f.setErr(fmt.Errorf("%w: file backend: no store at /x (run swarmkeep init): %w", driver.ErrCannotOpen, driver.ErrNotFound))
+	f.setErr(fmt.Errorf("%w: file backend: no store at /x (run swarmkeep init): %w", backend.ErrCannotOpen, backend.ErrNotFound))
 	wantValue(t, get(t, c, ref("db")), "v1", true)
 	clk.Add(DefaultRetryAfter)
-	f.setErr(fmt.Errorf("%w: etcd: %w", driver.ErrCannotOpen, errors.New("dial tcp: connection refused")))
+	f.setErr(fmt.Errorf("%w: etcd: %w", backend.ErrCannotOpen, errors.New("dial tcp: connection refused")))
 	wantValue(t, get(t, c, ref("db")), "v1", true)
 }
 
@@ -352,7 +352,7 @@ func TestLKGErrorsNeverFailRequests(t *testing.T) {
 	wantValue(t, get(t, c, ref("db")), "v1", true)
 
 	c = newCache(t, f, o)
-	err := getErr(t, c, ref("db"), driver.ErrUnavailable)
+	err := getErr(t, c, ref("db"), backend.ErrUnavailable)
 	if errors.Is(err, errDisk) || c.Stats().LKGErrors != 1 {
 		t.Fatalf("error %v, stats %+v", err, c.Stats())
 	}

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -42,7 +42,7 @@ func OpenLKGStore(ctx context.Context, dir string, k store.KeySource) (*store.St
 			return nil, fmt.Errorf("last-known-good store: %w", err)
 		}
 		s, err := store.Open(ctx, m, k)
-		if errors.Is(err, driver.ErrNotFound) {
+		if errors.Is(err, backend.ErrNotFound) {
 			s, err = store.Init(ctx, m, k, store.InitOptions{MaxVersions: 1})
 			if errors.Is(err, store.ErrExists) {
 				// Created by someone else meanwhile: open theirs.
@@ -56,7 +56,7 @@ func OpenLKGStore(ctx context.Context, dir string, k store.KeySource) (*store.St
 		}
 		return s, nil
 	}
-	return nil, fmt.Errorf("last-known-good store %s: created and removed while opening: %w", dir, driver.ErrUnavailable)
+	return nil, fmt.Errorf("last-known-good store %s: created and removed while opening: %w", dir, backend.ErrUnavailable)
 }
 
 // lkgName maps a cache key to a valid store name, whatever the key holds.
@@ -74,7 +74,7 @@ const (
 	envHeader     = 1 + 1 + 8 + 8 + 8
 )
 
-func (l *storeLKG) Save(ctx context.Context, key string, s driver.Secret) error {
+func (l *storeLKG) Save(ctx context.Context, key string, s backend.Secret) error {
 	buf := make([]byte, envHeader, envHeader+len(s.Value))
 	buf[0] = envFormat
 	binary.BigEndian.PutUint64(buf[2:], uint64(l.now().UnixNano()))
@@ -91,17 +91,17 @@ func (l *storeLKG) Save(ctx context.Context, key string, s driver.Secret) error 
 	return nil
 }
 
-func (l *storeLKG) Load(ctx context.Context, key string) (driver.Secret, time.Time, error) {
+func (l *storeLKG) Load(ctx context.Context, key string) (backend.Secret, time.Time, error) {
 	got, err := l.s.Get(ctx, lkgName(key), 0)
 	if err != nil {
-		return driver.Secret{}, time.Time{}, fmt.Errorf("load last-known-good copy: %w", err)
+		return backend.Secret{}, time.Time{}, fmt.Errorf("load last-known-good copy: %w", err)
 	}
 	b := got.Value
 	if len(b) < envHeader || b[0] != envFormat || b[1]&^envHasCreated != 0 {
 		clear(b)
-		return driver.Secret{}, time.Time{}, fmt.Errorf("load last-known-good copy: %w: unknown envelope", driver.ErrCorrupt)
+		return backend.Secret{}, time.Time{}, fmt.Errorf("load last-known-good copy: %w: unknown envelope", backend.ErrCorrupt)
 	}
-	s := driver.Secret{Version: binary.BigEndian.Uint64(b[10:]), Value: b[envHeader:]}
+	s := backend.Secret{Version: binary.BigEndian.Uint64(b[10:]), Value: b[envHeader:]}
 	if b[1]&envHasCreated != 0 {
 		s.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b[18:])))
 	}
@@ -111,7 +111,7 @@ func (l *storeLKG) Load(ctx context.Context, key string) (driver.Secret, time.Ti
 // Forget removes key's copy (leaving the store's small tombstone).
 func (l *storeLKG) Forget(ctx context.Context, key string) error {
 	err := l.s.Remove(ctx, lkgName(key), 0)
-	if err != nil && !errors.Is(err, driver.ErrNotFound) {
+	if err != nil && !errors.Is(err, backend.ErrNotFound) {
 		return fmt.Errorf("forget last-known-good copy: %w", err)
 	}
 	return nil

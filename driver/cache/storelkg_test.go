@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -20,15 +20,15 @@ func TestStoreLKGRoundTrip(t *testing.T) {
 	l, s := openLKG(t, dir, clk)
 	key := keyOf(ref("db")).String()
 
-	if _, _, err := l.Load(ctx, key); !errors.Is(err, driver.ErrNotFound) {
+	if _, _, err := l.Load(ctx, key); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("absent copy: %v", err)
 	}
-	in := driver.Secret{Value: []byte("v1"), Version: 7, Created: time.Unix(1700000000, 42)}
+	in := backend.Secret{Value: []byte("v1"), Version: 7, Created: time.Unix(1700000000, 42)}
 	if err := l.Save(ctx, key, in); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(time.Minute)
-	if err := l.Save(ctx, key, driver.Secret{Value: []byte("v2"), Version: 8}); err != nil {
+	if err := l.Save(ctx, key, backend.Secret{Value: []byte("v2"), Version: 8}); err != nil {
 		t.Fatal(err)
 	}
 	out, saved, err := l.Load(ctx, key)
@@ -61,7 +61,7 @@ func TestStoreLKGRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, _, err := l.Load(ctx, key); !errors.Is(err, driver.ErrNotFound) {
+	if _, _, err := l.Load(ctx, key); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("forgotten copy: %v", err)
 	}
 }
@@ -74,7 +74,7 @@ func TestStoreLKGRejectsForeignRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, err := l.Load(ctx, key)
-	if !errors.Is(err, driver.ErrCorrupt) || strings.Contains(err.Error(), "secret") {
+	if !errors.Is(err, backend.ErrCorrupt) || strings.Contains(err.Error(), "secret") {
 		t.Fatalf("foreign record: %v", err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
@@ -41,7 +41,7 @@ func TestAuth(t *testing.T) {
 		writePassword(t, bad.PasswordFile, "not-the-password")
 		_, err := NewMedium(testCtx(t, 5*time.Second), bad)
 		t.Log(err)
-		wantErr(t, err, driver.ErrDenied)
+		wantErr(t, err, backend.ErrDenied)
 		if strings.Contains(err.Error(), "not-the-password") {
 			t.Fatal("error holds the password")
 		}
@@ -61,7 +61,7 @@ func TestAuth(t *testing.T) {
 		anon.Username, anon.PasswordFile = "", ""
 		_, err := store.Open(testCtx(t, 5*time.Second), newMedium(t, anon), anon.KeySource())
 		t.Log(err)
-		wantErr(t, err, driver.ErrDenied)
+		wantErr(t, err, backend.ErrDenied)
 		if !strings.Contains(err.Error(), SettingUsername) {
 			t.Fatalf("error does not say what to set: %v", err)
 		}
@@ -72,14 +72,14 @@ func TestAuth(t *testing.T) {
 		out.Prefix = "/elsewhere/"
 		_, err := store.Init(testCtx(t, 5*time.Second), newMedium(t, out), out.KeySource(), store.InitOptions{})
 		t.Log(err)
-		wantErr(t, err, driver.ErrDenied)
+		wantErr(t, err, backend.ErrDenied)
 	})
 
 	// The backend runs on while the password is rotated in etcd and in
 	// the file, in either order; in between, calls fail with ErrDenied
 	// and recover by themselves.
 	t.Run("rotation", func(t *testing.T) {
-		b, err := driver.Open(ctx, "etcd", settingsOf(cfg))
+		b, err := backend.Open(ctx, "etcd", settingsOf(cfg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +87,7 @@ func TestAuth(t *testing.T) {
 		get := func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			sec, err := b.Get(ctx, driver.Ref{Name: "app/db", Reuse: true})
+			sec, err := b.Get(ctx, backend.Ref{Name: "app/db", Reuse: true})
 			if err == nil && len(sec.Value) == 0 {
 				t.Fatal("empty value")
 			}
@@ -105,7 +105,7 @@ func TestAuth(t *testing.T) {
 		}
 		err = get()
 		t.Log(err)
-		wantErr(t, err, driver.ErrDenied)
+		wantErr(t, err, backend.ErrDenied)
 		writePassword(t, pwFile, "pw-2\n")
 		mustWork("etcd, then file rotated")
 		mustPut(t, s, "app/db", "two") // the writer's handle, lock included
@@ -127,9 +127,9 @@ func writePassword(t testing.TB, path, pw string) {
 	}
 }
 
-// settingsOf is the driver.Settings form of c.
-func settingsOf(c Config) driver.Settings {
-	s := driver.Settings{
+// settingsOf is the backend.Settings form of c.
+func settingsOf(c Config) backend.Settings {
+	s := backend.Settings{
 		SettingEndpoints:   strings.Join(c.Endpoints, ","),
 		SettingPrefix:      c.Prefix,
 		SettingDialTimeout: c.DialTimeout.String(),

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -64,7 +64,7 @@ type Config struct {
 // ParseSettings validates the etcd backend's settings. Errors name the
 // setting at fault; unknown keys are refused, since a misspelt one
 // (tls_crt) would otherwise silently fall back to a default.
-func ParseSettings(s driver.Settings) (Config, error) {
+func ParseSettings(s backend.Settings) (Config, error) {
 	var unknown []string
 	for k := range s {
 		if !slices.Contains(knownSettings, k) {
@@ -159,9 +159,17 @@ func (c Config) https() bool { return strings.HasPrefix(c.Endpoints[0], "https:/
 // BackendType is the name the etcd backend is registered under.
 const BackendType = "etcd"
 
-func init() { driver.Register(BackendType, openBackend) }
+func init() {
+	backend.Register(backend.Type{
+		Name: BackendType, Open: openBackend, Defaults: store.SealedDefaults,
+		Caps: backend.Capabilities{Writable: true, Sealed: true, Versioned: true},
+	})
+	store.RegisterMedium(BackendType, func(ctx context.Context, s backend.Settings) (store.Medium, store.KeySource, error) {
+		return OpenMedium(ctx, s)
+	})
+}
 
-func openBackend(ctx context.Context, set driver.Settings) (driver.Backend, error) {
+func openBackend(ctx context.Context, set backend.Settings) (backend.Backend, error) {
 	s, err := Open(ctx, set)
 	if err != nil {
 		return nil, err
@@ -172,7 +180,7 @@ func openBackend(ctx context.Context, set driver.Settings) (driver.Backend, erro
 // Open connects to the cluster the settings name and opens the store
 // there. The store must exist (swarmkeep init, through [OpenMedium] and
 // store.Init). Closing the Store closes the connection.
-func Open(ctx context.Context, set driver.Settings) (*store.Store, error) {
+func Open(ctx context.Context, set backend.Settings) (*store.Store, error) {
 	m, k, err := OpenMedium(ctx, set)
 	if err != nil {
 		return nil, err
@@ -190,7 +198,7 @@ func Open(ctx context.Context, set driver.Settings) (*store.Store, error) {
 // callers that need the store's other entry points (store.Init for the
 // operator's init command). The caller owns the medium until store.Open
 // or store.Init succeeds with it, and must close it if they fail.
-func OpenMedium(ctx context.Context, set driver.Settings) (*Medium, store.KeySource, error) {
+func OpenMedium(ctx context.Context, set backend.Settings) (*Medium, store.KeySource, error) {
 	c, err := ParseSettings(set)
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd backend: %w", err)

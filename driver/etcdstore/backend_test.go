@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
 )
 
-func openBackendT(t testing.TB, set driver.Settings) driver.Backend {
+func openBackendT(t testing.TB, set backend.Settings) backend.Backend {
 	t.Helper()
-	b, err := driver.Open(testCtx(t, 10*time.Second), "etcd", set)
+	b, err := backend.Open(testCtx(t, 10*time.Second), "etcd", set)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +23,7 @@ func openBackendT(t testing.TB, set driver.Settings) driver.Backend {
 	return b
 }
 
-// TestBackendGet goes through driver.Open and checks every sentinel the
+// TestBackendGet goes through backend.Open and checks every sentinel the
 // backend can return.
 func TestBackendGet(t *testing.T) {
 	c := sharedCluster(t)
@@ -35,11 +35,11 @@ func TestBackendGet(t *testing.T) {
 	b := openBackendT(t, settingsOf(cfg))
 	ctx := testCtx(t, 20*time.Second)
 
-	sec, err := b.Get(ctx, driver.Ref{Name: "svc/db", Reuse: true})
+	sec, err := b.Get(ctx, backend.Ref{Name: "svc/db", Reuse: true})
 	if err != nil || string(sec.Value) != "second" || sec.Version != 2 || sec.Created.IsZero() {
 		t.Fatalf("Get latest = %+v, %v", sec, err)
 	}
-	sec, err = b.Get(ctx, driver.Ref{Name: "svc/db", Version: 1, Reuse: true})
+	sec, err = b.Get(ctx, backend.Ref{Name: "svc/db", Version: 1, Reuse: true})
 	if err != nil || string(sec.Value) != "first" {
 		t.Fatalf("Get version 1 = %q, %v", sec.Value, err)
 	}
@@ -47,15 +47,15 @@ func TestBackendGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		ref  driver.Ref
+		ref  backend.Ref
 		want error
 	}{
-		{driver.Ref{Name: "svc/none"}, driver.ErrNotFound},
-		{driver.Ref{Name: "svc/db", Version: 9}, driver.ErrNotFound},
-		{driver.Ref{Name: "../etc"}, driver.ErrInvalidRef},
-		{driver.Ref{Name: "svc/db", Path: "kv/db"}, driver.ErrInvalidRef},
-		{driver.Ref{Name: "svc/db", Field: "password"}, driver.ErrInvalidRef},
-		{driver.Ref{Name: "svc/tampered"}, driver.ErrCorrupt},
+		{backend.Ref{Name: "svc/none"}, backend.ErrNotFound},
+		{backend.Ref{Name: "svc/db", Version: 9}, backend.ErrNotFound},
+		{backend.Ref{Name: "../etc"}, backend.ErrInvalidRef},
+		{backend.Ref{Name: "svc/db", Path: "kv/db"}, backend.ErrInvalidRef},
+		{backend.Ref{Name: "svc/db", Field: "password"}, backend.ErrInvalidRef},
+		{backend.Ref{Name: "svc/tampered"}, backend.ErrCorrupt},
 	} {
 		_, err := b.Get(ctx, tc.ref)
 		if !errors.Is(err, tc.want) {
@@ -68,12 +68,12 @@ func TestBackendGet(t *testing.T) {
 
 	wrongKey := cfg
 	wrongKey.KeyFile = newKeyFile(t)
-	_, err = driver.Open(ctx, "etcd", settingsOf(wrongKey))
-	wantErr(t, err, driver.ErrCorrupt)
+	_, err = backend.Open(ctx, "etcd", settingsOf(wrongKey))
+	wantErr(t, err, backend.ErrCorrupt)
 	empty := cfg
 	empty.Prefix = cfg.Prefix + "empty/"
-	_, err = driver.Open(ctx, "etcd", settingsOf(empty))
-	wantErr(t, err, driver.ErrNotFound)
+	_, err = backend.Open(ctx, "etcd", settingsOf(empty))
+	wantErr(t, err, backend.ErrNotFound)
 	if !strings.Contains(err.Error(), "swarmkeep init") || !strings.Contains(err.Error(), empty.Prefix) {
 		t.Fatalf("no-store error does not say where and what to do: %v", err)
 	}
@@ -90,7 +90,7 @@ func TestBackendDown(t *testing.T) {
 	get := func(d time.Duration) error {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		_, err := b.Get(ctx, driver.Ref{Name: "x"})
+		_, err := b.Get(ctx, backend.Ref{Name: "x"})
 		return err
 	}
 	if err := get(5 * time.Second); err != nil {
@@ -104,14 +104,14 @@ func TestBackendDown(t *testing.T) {
 		err := get(d)
 		el := time.Since(start)
 		t.Logf("deadline %v: %v after %v", d, err, el)
-		wantErr(t, err, driver.ErrUnavailable)
+		wantErr(t, err, backend.ErrUnavailable)
 		if el > d+time.Second {
 			t.Fatalf("Get took %v with a %v deadline", el, d)
 		}
 	}
 	start := time.Now()
-	_, err := driver.Open(testCtx(t, 500*time.Millisecond), "etcd", settingsOf(cfg))
-	wantErr(t, err, driver.ErrUnavailable)
+	_, err := backend.Open(testCtx(t, 500*time.Millisecond), "etcd", settingsOf(cfg))
+	wantErr(t, err, backend.ErrUnavailable)
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("Open took %v with a 500ms deadline", el)
 	}
@@ -133,7 +133,7 @@ func TestBackendDown(t *testing.T) {
 }
 
 func TestParseSettings(t *testing.T) {
-	c, err := ParseSettings(driver.Settings{
+	c, err := ParseSettings(backend.Settings{
 		SettingEndpoints: " https://10.0.0.1:2379, https://etcd-2:22379/ ",
 		SettingKeyFile:   "/run/k",
 	})
@@ -144,7 +144,7 @@ func TestParseSettings(t *testing.T) {
 		c.Prefix != DefaultPrefix || c.DialTimeout != DefaultDialTimeout || c.KeySource().String() != "key file /run/k" {
 		t.Fatalf("defaults: %+v", c)
 	}
-	c, err = ParseSettings(driver.Settings{
+	c, err = ParseSettings(backend.Settings{
 		SettingEndpoints: "http://127.0.0.1:2379", SettingPrefix: "/p/", SettingDialTimeout: "500ms",
 		SettingUsername: "u", SettingPasswordFile: "/run/pw", SettingPassphraseFile: "/run/pp",
 	})
@@ -153,8 +153,8 @@ func TestParseSettings(t *testing.T) {
 		t.Fatalf("explicit: %+v %v", c, err)
 	}
 
-	base := func(kv ...string) driver.Settings {
-		s := driver.Settings{SettingEndpoints: "https://127.0.0.1:2379", SettingKeyFile: "/k"}
+	base := func(kv ...string) backend.Settings {
+		s := backend.Settings{SettingEndpoints: "https://127.0.0.1:2379", SettingKeyFile: "/k"}
 		for i := 0; i+1 < len(kv); i += 2 {
 			if kv[i+1] == "<unset>" {
 				delete(s, kv[i])
@@ -165,7 +165,7 @@ func TestParseSettings(t *testing.T) {
 		return s
 	}
 	for _, tc := range []struct {
-		set  driver.Settings
+		set  backend.Settings
 		want string // in the error
 	}{
 		{base("tls_crt", "/c", "dir", "/d"), `unknown setting "dir", "tls_crt"`},
@@ -200,7 +200,7 @@ func TestOpenMissingFiles(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing")
 	for _, setting := range []string{SettingKeyFile, SettingPassphraseFile, SettingPasswordFile, SettingTLSCA} {
-		set := driver.Settings{SettingEndpoints: "https://127.0.0.1:1", SettingKeyFile: newKeyFile(t)}
+		set := backend.Settings{SettingEndpoints: "https://127.0.0.1:1", SettingKeyFile: newKeyFile(t)}
 		switch setting {
 		case SettingPassphraseFile:
 			delete(set, SettingKeyFile)
@@ -209,7 +209,7 @@ func TestOpenMissingFiles(t *testing.T) {
 		}
 		set[setting] = missing
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := driver.Open(ctx, "etcd", set)
+		_, err := backend.Open(ctx, "etcd", set)
 		cancel()
 		if err == nil || !strings.Contains(err.Error(), `"`+setting+`"`) || !strings.Contains(err.Error(), missing) {
 			t.Errorf("%s missing: %v", setting, err)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
@@ -224,7 +224,7 @@ func TestClusterMemberDown(t *testing.T) {
 			cancel()
 			if err != nil {
 				// Allowed (not acknowledged), but it must say why.
-				if !errors.Is(err, driver.ErrUnavailable) {
+				if !errors.Is(err, backend.ErrUnavailable) {
 					t.Errorf("Put: %v", err)
 				} else if putFails.Add(1) == 1 {
 					t.Logf("first failed put: %v", err)

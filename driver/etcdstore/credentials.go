@@ -12,11 +12,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/credentials"
-
-	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 // tokenAuth is etcd user authentication with a password file that may be
@@ -29,7 +28,7 @@ import (
 // password in etcd moves its auth revision, which invalidates every
 // token, so a rotation is noticed at the next call whatever order the
 // operator changes etcd and the file in: until both agree, calls fail
-// with driver.ErrDenied; after, they work again, without a restart.
+// with backend.ErrDenied; after, they work again, without a restart.
 type tokenAuth struct {
 	user     string
 	passFile string
@@ -108,25 +107,25 @@ const maxPasswordFile = 4096
 
 // readPassword reads the password file: one trailing newline (and then
 // one carriage return) is dropped, like the passphrase file. Errors wrap
-// driver.ErrDenied and name the setting and path, never the content.
+// backend.ErrDenied and name the setting and path, never the content.
 func readPassword(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("setting %q: %w: %w", SettingPasswordFile, driver.ErrDenied, err)
+		return "", fmt.Errorf("setting %q: %w: %w", SettingPasswordFile, backend.ErrDenied, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxPasswordFile+1))
 	if err != nil {
-		return "", fmt.Errorf("setting %q: %w: %w", SettingPasswordFile, driver.ErrDenied, err)
+		return "", fmt.Errorf("setting %q: %w: %w", SettingPasswordFile, backend.ErrDenied, err)
 	}
 	defer clear(b)
 	if len(b) > maxPasswordFile {
-		return "", fmt.Errorf("setting %q: %w: %s is larger than %d bytes", SettingPasswordFile, driver.ErrDenied, path, maxPasswordFile)
+		return "", fmt.Errorf("setting %q: %w: %s is larger than %d bytes", SettingPasswordFile, backend.ErrDenied, path, maxPasswordFile)
 	}
 	b = bytes.TrimSuffix(b, []byte("\n"))
 	b = bytes.TrimSuffix(b, []byte("\r"))
 	if len(b) == 0 {
-		return "", fmt.Errorf("setting %q: %w: %s is empty", SettingPasswordFile, driver.ErrDenied, path)
+		return "", fmt.Errorf("setting %q: %w: %s is empty", SettingPasswordFile, backend.ErrDenied, path)
 	}
 	return string(b), nil
 }

@@ -1,5 +1,5 @@
 // Package etcdstore keeps swarmkeep's encrypted record store in an etcd
-// v3 cluster, and registers it as the "etcd" driver.Backend.
+// v3 cluster, and registers it as the "etcd" backend.Backend.
 //
 // The records are exactly those of the file store (package store,
 // FORMAT.md): the same keyring, the same record blobs, the same names and
@@ -37,10 +37,10 @@
 //
 // # Errors
 //
-// Errors wrap the driver sentinels: driver.ErrNotFound for absent
-// records, driver.ErrUnavailable when no member answers in time,
-// driver.ErrDenied when etcd refuses the user, password or permission,
-// driver.ErrInvalidRef for a record larger than etcd accepts. Calls
+// Errors wrap the driver sentinels: backend.ErrNotFound for absent
+// records, backend.ErrUnavailable when no member answers in time,
+// backend.ErrDenied when etcd refuses the user, password or permission,
+// backend.ErrInvalidRef for a record larger than etcd accepts. Calls
 // honour their context's deadline; one without a deadline is bounded at
 // 10 s. The package never logs, and no error carries a value.
 package etcdstore

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -93,15 +93,15 @@ func (m *Medium) noteTransport(err error) {
 func (m *Medium) fail(ctx context.Context, op string, err error) error {
 	e := plain(rpctypes.Error(err))
 	switch {
-	case errors.Is(e, driver.ErrDenied) || errors.Is(e, driver.ErrUnavailable):
+	case errors.Is(e, backend.ErrDenied) || errors.Is(e, backend.ErrUnavailable):
 		return fmt.Errorf("%s: %w", op, e) // already classified (password file)
 	case errors.Is(e, rpctypes.ErrUserEmpty) && m.auth == nil:
-		return fmt.Errorf("%s: %w: etcd requires a user (set %s and %s)", op, driver.ErrDenied, SettingUsername, SettingPasswordFile)
+		return fmt.Errorf("%s: %w: etcd requires a user (set %s and %s)", op, backend.ErrDenied, SettingUsername, SettingPasswordFile)
 	case denied(e):
-		return fmt.Errorf("%s: %w: %w", op, driver.ErrDenied, e)
+		return fmt.Errorf("%s: %w: %w", op, backend.ErrDenied, e)
 	case tooLarge(e):
 		return fmt.Errorf("%s: %w: the record is larger than etcd accepts (its --max-request-bytes, 1.5 MiB by default): %w",
-			op, driver.ErrInvalidRef, e)
+			op, backend.ErrInvalidRef, e)
 	}
 	var detail string
 	if last := m.lastErr.Load(); last != nil && (ctx.Err() != nil || errors.Is(e, context.DeadlineExceeded) ||
@@ -112,7 +112,7 @@ func (m *Medium) fail(ctx context.Context, op string, err error) error {
 		detail += fmt.Sprintf(" (the etcd member asked for a client certificate, and settings %q and %q are not set)",
 			SettingTLSCert, SettingTLSKey)
 	}
-	return fmt.Errorf("%s: %w: %w%s", op, driver.ErrUnavailable, e, detail)
+	return fmt.Errorf("%s: %w: %w%s", op, backend.ErrUnavailable, e, detail)
 }
 
 // noClientCert is the client certificate callback when none is
@@ -192,10 +192,10 @@ func (p plainStatus) GRPCStatus() *status.Status { return status.Convert(p.err) 
 // unreachable: the error unary makes when no member can be reached.
 func unreachable(err error) bool { return status.Code(err) == codes.Aborted }
 
-func notFound(key string) error { return fmt.Errorf("%s: %w", key, driver.ErrNotFound) }
+func notFound(key string) error { return fmt.Errorf("%s: %w", key, backend.ErrNotFound) }
 
 func conflict(op, key string) error { return fmt.Errorf("%s %s: %w", op, key, store.ErrConflict) }
 
 func invalidKey(key string, why string) error {
-	return fmt.Errorf("%w: medium key %q %s", driver.ErrInvalidRef, key, why)
+	return fmt.Errorf("%w: medium key %q %s", backend.ErrInvalidRef, key, why)
 }

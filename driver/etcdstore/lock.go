@@ -7,10 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/v3/concurrency"
-
-	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 // lockTTL is the writer lock's lease in seconds. A manager that dies
@@ -52,17 +51,17 @@ func (m *Medium) heldLock(ctx context.Context) *concurrency.Mutex {
 // releases the lock; it is safe to call more than once.
 //
 // Lock honours ctx: if the lock is not ours by its deadline the call
-// fails with driver.ErrUnavailable at once, and the abandoned attempt
+// fails with backend.ErrUnavailable at once, and the abandoned attempt
 // finishes and cleans up in the background.
 func (m *Medium) Lock(ctx context.Context) (context.Context, func(), error) {
 	select {
 	case m.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("wait for store lock: %w: %w", driver.ErrUnavailable, ctx.Err())
+		return nil, nil, fmt.Errorf("wait for store lock: %w: %w", backend.ErrUnavailable, ctx.Err())
 	}
 	if m.closed.Load() {
 		<-m.sem
-		return nil, nil, fmt.Errorf("%s: %w: medium closed", m, driver.ErrUnavailable)
+		return nil, nil, fmt.Errorf("%s: %w: medium closed", m, backend.ErrUnavailable)
 	}
 	mu, err := m.acquire(ctx)
 	if err != nil {

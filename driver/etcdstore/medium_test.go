@@ -13,7 +13,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -24,13 +24,13 @@ func TestMediumCAS(t *testing.T) {
 	ctx := testCtx(t, 20*time.Second)
 	const k = "r/cas"
 
-	if _, err := m.Stat(ctx, k); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := m.Stat(ctx, k); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("Stat absent: %v", err)
 	}
-	if _, _, err := m.Read(ctx, k); !errors.Is(err, driver.ErrNotFound) {
+	if _, _, err := m.Read(ctx, k); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("Read absent: %v", err)
 	}
-	if err := m.Delete(ctx, k, ""); !errors.Is(err, driver.ErrNotFound) {
+	if err := m.Delete(ctx, k, ""); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("Delete absent: %v", err)
 	}
 	r1, err := m.Write(ctx, k, []byte("one"), "")
@@ -65,7 +65,7 @@ func TestMediumCAS(t *testing.T) {
 	if err := m.Delete(ctx, k, r2); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Delete(ctx, k, r2); !errors.Is(err, driver.ErrNotFound) {
+	if err := m.Delete(ctx, k, r2); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("Delete twice: %v", err)
 	}
 	if _, err := m.Write(ctx, k, []byte("x"), r2); !errors.Is(err, store.ErrConflict) {
@@ -79,7 +79,7 @@ func TestMediumCAS(t *testing.T) {
 		t.Fatalf("revision %q reused after delete", r3)
 	}
 	for _, bad := range []string{"", strings.Repeat("k", maxKeyLen+1), ".lock/x", ".lockout"} {
-		if _, err := m.Write(ctx, bad, []byte("x"), ""); !errors.Is(err, driver.ErrInvalidRef) {
+		if _, err := m.Write(ctx, bad, []byte("x"), ""); !errors.Is(err, backend.ErrInvalidRef) {
 			t.Fatalf("Write(%.20q): %v", bad, err)
 		}
 	}
@@ -100,7 +100,7 @@ func TestMediumConcurrentCAS(t *testing.T) {
 				for range per {
 					for {
 						b, rev, err := m.Read(ctx, "r/counter")
-						if errors.Is(err, driver.ErrNotFound) {
+						if errors.Is(err, backend.ErrNotFound) {
 							b, rev, err = []byte("0"), "", nil
 						}
 						if err != nil {
@@ -186,7 +186,7 @@ func TestMediumList(t *testing.T) {
 }
 
 // TestMediumUnreachable: nothing listens on the endpoint. Every call
-// must fail with driver.ErrUnavailable within its deadline, saying why.
+// must fail with backend.ErrUnavailable within its deadline, saying why.
 func TestMediumUnreachable(t *testing.T) {
 	m := newMedium(t, Config{Endpoints: []string{"http://127.0.0.1:1"}, Prefix: "/x/", DialTimeout: time.Second})
 	calls := map[string]func(context.Context) error{
@@ -210,7 +210,7 @@ func TestMediumUnreachable(t *testing.T) {
 		if el := time.Since(start); el > 2*time.Second {
 			t.Errorf("%s took %v with a 400ms deadline", name, el)
 		}
-		if !errors.Is(err, driver.ErrUnavailable) || !strings.Contains(err.Error(), "connection refused") {
+		if !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "connection refused") {
 			t.Errorf("%s: %v, want ErrUnavailable naming the cause", name, err)
 		}
 	}
@@ -230,7 +230,7 @@ func TestLockExcludes(t *testing.T) {
 	}
 	short := testCtx(t, 300*time.Millisecond)
 	start := time.Now()
-	if _, _, err := b.Lock(short); !errors.Is(err, driver.ErrUnavailable) {
+	if _, _, err := b.Lock(short); !errors.Is(err, backend.ErrUnavailable) {
 		t.Fatalf("second manager took a held lock: %v", err)
 	}
 	if el := time.Since(start); el > 2*time.Second {
@@ -272,7 +272,7 @@ func TestLockFencing(t *testing.T) {
 	if _, err := m.Write(lctx, "r/fenced", []byte("x"), ""); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("write under a lost lock: %v, want ErrConflict", err)
 	}
-	if _, err := m.Stat(ctx, "r/fenced"); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := m.Stat(ctx, "r/fenced"); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("the fenced write landed: %v", err)
 	}
 	unlock()

@@ -8,7 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -54,13 +54,13 @@ func TestStoreRoundTrip(t *testing.T) {
 	if err := s.Remove(ctx, "db/password", 2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, "db/password", 2); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := s.Get(ctx, "db/password", 2); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("removed version: %v", err)
 	}
 	if err := s.Remove(ctx, "api/token", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, "api/token", 0); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := s.Get(ctx, "api/token", 0); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("removed name: %v", err)
 	}
 	if n := mustPut(t, s, "api/token", "plaintext-token-2"); n != 2 {
@@ -111,7 +111,7 @@ func TestStoreTooLarge(t *testing.T) {
 	big := bytes.Repeat([]byte("v"), 1<<20)
 	mustPut(t, s, "big", string(big))
 	_, err := s.Put(testCtx(t, 20*time.Second), "big", big)
-	wantErr(t, err, driver.ErrInvalidRef)
+	wantErr(t, err, backend.ErrInvalidRef)
 	if got := mustGet(t, s, "big", 0); len(got) != len(big) {
 		t.Fatalf("record changed: %d bytes", len(got))
 	}

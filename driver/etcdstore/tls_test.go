@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
@@ -42,7 +42,7 @@ func TestTLS(t *testing.T) {
 		start := time.Now()
 		_, err := store.Open(testCtx(t, time.Second), newMedium(t, cfg), cfg.KeySource())
 		t.Log(err)
-		wantErr(t, err, driver.ErrUnavailable)
+		wantErr(t, err, backend.ErrUnavailable)
 		if !strings.Contains(err.Error(), "certificate signed by unknown authority") {
 			t.Fatalf("error does not say the CA is wrong: %v", err)
 		}
@@ -56,7 +56,7 @@ func TestTLS(t *testing.T) {
 		cfg.TLSCert, cfg.TLSKey = "", ""
 		_, err := store.Open(testCtx(t, time.Second), newMedium(t, cfg), cfg.KeySource())
 		t.Log(err)
-		wantErr(t, err, driver.ErrUnavailable)
+		wantErr(t, err, backend.ErrUnavailable)
 		if !strings.Contains(err.Error(), SettingTLSCert) {
 			t.Fatalf("error does not mention the certificate: %v", err)
 		}
@@ -81,7 +81,7 @@ func TestTLS(t *testing.T) {
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			_, err := m.Stat(testCtx(t, 2*time.Second), "keyring")
-			if err == nil || strings.Contains(err.Error(), driver.ErrNotFound.Error()) {
+			if err == nil || strings.Contains(err.Error(), backend.ErrNotFound.Error()) {
 				break
 			}
 			if time.Now().After(deadline) {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/cache"
 )
 
@@ -64,7 +65,7 @@ func TestMetricsText(t *testing.T) {
 func TestHealthHandler(t *testing.T) {
 	m := newTest(t)
 	m.SetBackendReady("local", nil)
-	m.SetBackendReady("shared", fmt.Errorf("%w: connection refused", driver.ErrCannotOpen))
+	m.SetBackendReady("shared", fmt.Errorf("%w: connection refused", backend.ErrCannotOpen))
 	m.Observe(ev("local", driver.ClassNotFound, time.Millisecond))
 	code, body := get(t, m.Handler(), "/health")
 	if code != http.StatusServiceUnavailable {
@@ -104,7 +105,7 @@ func TestNoSecretInMetrics(t *testing.T) {
 				SecretLabels: map[string]string{"swarmkeep.name": marker}},
 			Spec:    driver.Spec{Name: marker + "-stored", Backend: marker},
 			Backend: marker + "-backend", Class: c, Size: 9, Latency: time.Millisecond,
-			Err: fmt.Errorf("%s: %w", marker, driver.ErrNotFound), Line: "swarmkeep: secret " + marker,
+			Err: fmt.Errorf("%s: %w", marker, backend.ErrNotFound), Line: "swarmkeep: secret " + marker,
 		}
 		m.Observe(e)
 		e.Backend = "local"

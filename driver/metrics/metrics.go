@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/cache"
 )
 
@@ -285,7 +286,7 @@ func (m *Metrics) Observe(ev driver.Event) {
 	if faultClass(ev.Class) {
 		m.errCounter(r, ci).Inc()
 	}
-	if rw.gauge != nil && errors.Is(ev.Err, driver.ErrCannotOpen) {
+	if rw.gauge != nil && errors.Is(ev.Err, backend.ErrCannotOpen) {
 		m.SetBackendReady(rw.name, ev.Err)
 	}
 	m.ring.add(ev, rw.name, className(ci), time.Now())

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 func newTest(t testing.TB) *Metrics {
@@ -18,11 +19,11 @@ func newTest(t testing.TB) *Metrics {
 	return New(Options{Version: "1.2.3", ConfigHash: "c0ffee", Backends: []string{"local", "shared"}})
 }
 
-func ev(backend string, class driver.Class, latency time.Duration) driver.Event {
+func ev(name string, class driver.Class, latency time.Duration) driver.Event {
 	e := driver.Event{Request: &driver.Request{SecretName: "app_db", ServiceName: "web"},
-		Backend: backend, Class: class, Latency: latency}
+		Backend: name, Class: class, Latency: latency}
 	if class != driver.ClassOK {
-		e.Err = fmt.Errorf("backend %s: %w", backend, driver.ErrUnavailable)
+		e.Err = fmt.Errorf("backend %s: %w", name, backend.ErrUnavailable)
 		e.Line = "swarmkeep: secret \"app_db\": " + string(class) + "; fix: look"
 	}
 	return e
@@ -170,7 +171,7 @@ func TestReadiness(t *testing.T) {
 	}
 	// A request that finds the backend unopenable marks it not ready.
 	fail := ev("local", driver.ClassUnavailable, time.Millisecond)
-	fail.Err = fmt.Errorf("backend local: %w: store is locked", driver.ErrCannotOpen)
+	fail.Err = fmt.Errorf("backend local: %w: store is locked", backend.ErrCannotOpen)
 	m.Observe(fail)
 	if h := m.Health(); h.Status != StatusDegraded || !strings.Contains(h.Backends["local"].Error, "store is locked") {
 		t.Fatalf("after a failed open: %+v", h)

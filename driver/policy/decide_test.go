@@ -2,8 +2,6 @@ package policy
 
 import (
 	"testing"
-
-	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 const examplePolicy = `version: 1
@@ -39,25 +37,10 @@ func mustParse(t testing.TB, src string) *Policy {
 	return p
 }
 
-func TestIdentityOf(t *testing.T) {
-	req := driver.Request{
-		SecretName: "s", SecretLabels: map[string]string{driver.StackNamespaceLabel: "evil"},
-		ServiceName: "payments_api", ServiceLabels: map[string]string{driver.StackNamespaceLabel: "payments", "tier": "backend"},
-		TaskImage: "img@sha256:ab", NodeID: "n1",
-	}
-	id := IdentityOf(req)
-	if id.Stack != "payments" || id.Service != "payments_api" || id.Image != "img@sha256:ab" || id.Node != "n1" || id.ServiceLabels["tier"] != "backend" {
-		t.Fatalf("identity %+v", id)
-	}
-	if IdentityOf(driver.Request{ServiceName: "x"}).Stack != "" {
-		t.Fatal("stack from nothing")
-	}
-}
-
 func TestDecide(t *testing.T) {
 	api := Identity{
 		Stack: "payments", Service: "payments_api_v2",
-		ServiceLabels: map[string]string{driver.StackNamespaceLabel: "payments", "tier": "backend"},
+		ServiceLabels: map[string]string{"com.docker.stack.namespace": "payments", "tier": "backend"},
 		Image:         "registry.example.com/payments/api:1.2@sha256:0123", Node: "node-b1",
 	}
 	noDigest := api

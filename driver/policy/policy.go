@@ -2,8 +2,6 @@ package policy
 
 import (
 	"strings"
-
-	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 // Rule names the policy puts in a Decision when no file rule decided.
@@ -28,17 +26,10 @@ type Identity struct {
 	Node string
 }
 
-// IdentityOf takes the requester's identity from a GetSecret request. The
-// secret's own labels are left out on purpose: whoever deploys the secret
-// sets them, so they must never widen access.
-func IdentityOf(req driver.Request) Identity {
-	return Identity{
-		Stack:         req.ServiceLabels[driver.StackNamespaceLabel],
-		Service:       req.ServiceName,
-		ServiceLabels: req.ServiceLabels,
-		Image:         req.TaskImage,
-		Node:          req.NodeID,
-	}
+// Decider answers access questions: a fixed *Policy, or a *Watcher that
+// follows the policy file. The driver asks it on every request.
+type Decider interface {
+	Decide(id Identity, stored string) Decision
 }
 
 // Decision is the answer for one identity and stored name.

@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // backendType is the name the file backend is registered under.
@@ -18,12 +19,40 @@ const (
 	settingPassphraseFile = "passphrase_file"
 )
 
-func init() { driver.Register(backendType, openBackend) }
+func init() {
+	backend.Register(backend.Type{
+		Name: backendType, Open: openBackend, Defaults: fileDefaults,
+		Caps: backend.Capabilities{Writable: true, Sealed: true, Local: true, Versioned: true},
+	})
+	RegisterMedium(backendType, openFileMedium)
+}
+
+// fileDefaults gives an instance without a folder or a key the plugin's
+// store folder and key, so the one-store setup needs no BACKENDS entry.
+func fileDefaults(s backend.Settings, d backend.Defaults) {
+	if s[settingDir] == "" {
+		s[settingDir] = d.StoreDir
+	}
+	SealedDefaults(s, d)
+}
+
+// SealedDefaults gives a store-backed instance without key settings the
+// plugin's key: the same key seals every store the plugin reads.
+func SealedDefaults(s backend.Settings, d backend.Defaults) {
+	if s[settingKeyFile] != "" || s[settingPassphraseFile] != "" {
+		return
+	}
+	if d.PassphraseFile != "" {
+		s[settingPassphraseFile] = d.PassphraseFile
+	} else {
+		s[settingKeyFile] = d.KeyFile
+	}
+}
 
 // openBackend opens the store in Settings "dir" with exactly one of
 // "key_file" and "passphrase_file". The store must already exist: the
 // plugin never creates one (run swarmkeep init).
-func openBackend(ctx context.Context, set driver.Settings) (driver.Backend, error) {
+func openBackend(ctx context.Context, set backend.Settings) (backend.Backend, error) {
 	known := []string{settingDir, settingKeyFile, settingPassphraseFile}
 	for k := range set {
 		if !slices.Contains(known, k) {
@@ -57,9 +86,9 @@ func openBackend(ctx context.Context, set driver.Settings) (driver.Backend, erro
 	return NewBackend(s, "file"), nil
 }
 
-// NewBackend adapts s to driver.Backend for a backend type whose values are
+// NewBackend adapts s to backend.Backend for a backend type whose values are
 // store records (file, etcd). Closing the backend closes s.
-func NewBackend(s *Store, typ string) driver.Backend { return storeBackend{s, typ} }
+func NewBackend(s *Store, typ string) backend.Backend { return storeBackend{s, typ} }
 
 type storeBackend struct {
 	s   *Store
@@ -69,12 +98,63 @@ type storeBackend struct {
 // Get reads ref.Name at ref.Version. Paths and fields address values in
 // Vault-like backends; a store has neither, and ignoring them would hand a
 // service a value other than the one its labels ask for.
-func (b storeBackend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+func (b storeBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	if ref.Path != "" || ref.Field != "" {
-		return driver.Secret{}, fmt.Errorf("%w: the %s backend has no paths or fields (drop the %s and %s labels; %s picks the stored name)",
-			driver.ErrInvalidRef, b.typ, driver.LabelPath, driver.LabelField, driver.LabelName)
+		return backend.Secret{}, fmt.Errorf("%w: the %s backend has no paths or fields (drop the %s and %s labels; %s picks the stored name)",
+			backend.ErrInvalidRef, b.typ, backend.LabelPath, backend.LabelField, backend.LabelName)
 	}
 	return b.s.Get(ctx, ref.Name, ref.Version)
 }
 
 func (b storeBackend) Close() error { return b.s.Close() }
+
+// Count is backend.Counter: the number of stored names, for the metrics.
+func (b storeBackend) Count(ctx context.Context) (int, error) { return b.s.Count(ctx) }
+
+var _ backend.Counter = storeBackend{}
+
+// MediumOpener opens where a writable backend type keeps its records and
+// the key that opens them, for the operator commands (init needs the
+// medium before a store exists). The caller owns the medium.
+type MediumOpener func(ctx context.Context, s backend.Settings) (Medium, KeySource, error)
+
+var (
+	mediaMu sync.RWMutex
+	media   = map[string]MediumOpener{}
+)
+
+// RegisterMedium makes a writable backend type's medium reachable by the
+// operator commands; a type registered with Capabilities.Writable must
+// register one too. It panics on a duplicate.
+func RegisterMedium(typ string, open MediumOpener) {
+	mediaMu.Lock()
+	defer mediaMu.Unlock()
+	if _, dup := media[typ]; dup {
+		panic("store: medium registered twice: " + typ)
+	}
+	media[typ] = open
+}
+
+// OpenMedium opens the medium of an instance of type typ, or says that
+// swarmkeep does not write to that type.
+func OpenMedium(ctx context.Context, typ string, s backend.Settings) (Medium, KeySource, error) {
+	mediaMu.RLock()
+	open, ok := media[typ]
+	mediaMu.RUnlock()
+	if !ok {
+		return nil, nil, fmt.Errorf("backends of type %s are written with their own tools; swarmkeep's store commands manage writable types only", typ)
+	}
+	return open(ctx, s)
+}
+
+// openFileMedium is the file type's MediumOpener.
+func openFileMedium(_ context.Context, s backend.Settings) (Medium, KeySource, error) {
+	m, err := OpenDir(s[settingDir])
+	if err != nil {
+		return nil, nil, err
+	}
+	if p := s[settingPassphraseFile]; p != "" {
+		return m, PassphraseFile(p), nil
+	}
+	return m, KeyFile(s[settingKeyFile]), nil
+}

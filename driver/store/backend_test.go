@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 func TestBackend(t *testing.T) {
@@ -16,23 +16,23 @@ func TestBackend(t *testing.T) {
 	mustPut(t, ts.Store, "db/password", "one")
 	mustPut(t, ts.Store, "db/password", "two")
 
-	b, err := driver.Open(ctx, "FILE", driver.Settings{"dir": ts.dir, "key_file": ts.key})
+	b, err := backend.Open(ctx, "FILE", backend.Settings{"dir": ts.dir, "key_file": ts.key})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	tests := []struct {
-		ref  driver.Ref
+		ref  backend.Ref
 		want string
 		err  error
 	}{
-		{driver.Ref{Name: "db/password"}, "two", nil},
-		{driver.Ref{Name: "db/password", Version: 1}, "one", nil},
-		{driver.Ref{Name: "db/password", Version: 3}, "", driver.ErrNotFound},
-		{driver.Ref{Name: "nope"}, "", driver.ErrNotFound},
-		{driver.Ref{Name: "../x"}, "", driver.ErrInvalidRef},
-		{driver.Ref{Name: "db/password", Field: "user"}, "", driver.ErrInvalidRef},
-		{driver.Ref{Name: "db/password", Path: "kv/db"}, "", driver.ErrInvalidRef},
+		{backend.Ref{Name: "db/password"}, "two", nil},
+		{backend.Ref{Name: "db/password", Version: 1}, "one", nil},
+		{backend.Ref{Name: "db/password", Version: 3}, "", backend.ErrNotFound},
+		{backend.Ref{Name: "nope"}, "", backend.ErrNotFound},
+		{backend.Ref{Name: "../x"}, "", backend.ErrInvalidRef},
+		{backend.Ref{Name: "db/password", Field: "user"}, "", backend.ErrInvalidRef},
+		{backend.Ref{Name: "db/password", Path: "kv/db"}, "", backend.ErrInvalidRef},
 	}
 	for _, tt := range tests {
 		sec, err := b.Get(ctx, tt.ref)
@@ -48,20 +48,20 @@ func TestBackend_Settings(t *testing.T) {
 	empty := filepath.Join(t.TempDir(), "empty")
 	tests := []struct {
 		name string
-		set  driver.Settings
+		set  backend.Settings
 		want string
 		err  error
 	}{
-		{"no dir", driver.Settings{"key_file": ts.key}, `"dir" is required`, nil},
-		{"no key", driver.Settings{"dir": ts.dir}, "one of", nil},
-		{"both keys", driver.Settings{"dir": ts.dir, "key_file": ts.key, "passphrase_file": ts.key}, "not both", nil},
-		{"typo", driver.Settings{"dir": ts.dir, "keyfile": ts.key}, `unknown setting "keyfile"`, nil},
-		{"no store", driver.Settings{"dir": empty, "key_file": ts.key}, "run swarmkeep init", driver.ErrNotFound},
-		{"wrong key", driver.Settings{"dir": ts.dir, "key_file": newKeyFile(t)}, "does not open", ErrWrongKey},
+		{"no dir", backend.Settings{"key_file": ts.key}, `"dir" is required`, nil},
+		{"no key", backend.Settings{"dir": ts.dir}, "one of", nil},
+		{"both keys", backend.Settings{"dir": ts.dir, "key_file": ts.key, "passphrase_file": ts.key}, "not both", nil},
+		{"typo", backend.Settings{"dir": ts.dir, "keyfile": ts.key}, `unknown setting "keyfile"`, nil},
+		{"no store", backend.Settings{"dir": empty, "key_file": ts.key}, "run swarmkeep init", backend.ErrNotFound},
+		{"wrong key", backend.Settings{"dir": ts.dir, "key_file": newKeyFile(t)}, "does not open", ErrWrongKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := driver.Open(ctx, "file", tt.set)
+			b, err := backend.Open(ctx, "file", tt.set)
 			if err == nil {
 				b.Close()
 				t.Fatal("no error")

@@ -12,9 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"golang.org/x/sys/unix"
-
-	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 // lockCtxKey marks a context whose holder owns a DirMedium's writer lock.
@@ -35,11 +34,11 @@ func (m *DirMedium) Lock(ctx context.Context) (context.Context, func(), error) {
 	select {
 	case m.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("wait for store lock: %w: %w", driver.ErrUnavailable, ctx.Err())
+		return nil, nil, fmt.Errorf("wait for store lock: %w: %w", backend.ErrUnavailable, ctx.Err())
 	}
 	if m.closed.Load() {
 		<-m.sem
-		return nil, nil, fmt.Errorf("store %s: %w: medium closed", m.root, driver.ErrUnavailable)
+		return nil, nil, fmt.Errorf("store %s: %w: medium closed", m.root, backend.ErrUnavailable)
 	}
 	delay := 100 * time.Microsecond
 	for {
@@ -57,7 +56,7 @@ func (m *DirMedium) Lock(ctx context.Context) (context.Context, func(), error) {
 		case <-ctx.Done():
 			t.Stop()
 			<-m.sem
-			return nil, nil, fmt.Errorf("store is locked by another writer: %w: %w", driver.ErrUnavailable, ctx.Err())
+			return nil, nil, fmt.Errorf("store is locked by another writer: %w: %w", backend.ErrUnavailable, ctx.Err())
 		}
 		delay = min(2*delay, 5*time.Millisecond)
 	}

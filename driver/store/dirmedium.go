@@ -14,9 +14,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"golang.org/x/sys/unix"
-
-	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 // Limits of the file medium. A key is at most a record prefix plus a
@@ -99,7 +98,7 @@ func (m *DirMedium) path(key string) (file, shard string) {
 	return filepath.Join(m.objects, h[:2], h), h[:2]
 }
 
-func notFound(key string) error { return fmt.Errorf("%s: %w", key, driver.ErrNotFound) }
+func notFound(key string) error { return fmt.Errorf("%s: %w", key, backend.ErrNotFound) }
 
 // Stat is a single lstat(2).
 func (m *DirMedium) Stat(ctx context.Context, key string) (Revision, error) {
@@ -133,15 +132,15 @@ func (m *DirMedium) Read(ctx context.Context, key string) ([]byte, Revision, err
 		return nil, "", unavailable("read "+key, err)
 	}
 	if st.Size < 2 || st.Size > maxObjectSize {
-		return nil, "", fmt.Errorf("%w: object file for %s has impossible size %d", driver.ErrCorrupt, key, st.Size)
+		return nil, "", fmt.Errorf("%w: object file for %s has impossible size %d", backend.ErrCorrupt, key, st.Size)
 	}
 	buf := make([]byte, st.Size)
 	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, "", fmt.Errorf("%w: object file for %s: %w", driver.ErrCorrupt, key, err)
+		return nil, "", fmt.Errorf("%w: object file for %s: %w", backend.ErrCorrupt, key, err)
 	}
 	got, blob, ok := splitObject(buf)
 	if !ok || got != key {
-		return nil, "", fmt.Errorf("%w: object file for %s holds another key (moved or damaged)", driver.ErrCorrupt, key)
+		return nil, "", fmt.Errorf("%w: object file for %s holds another key (moved or damaged)", backend.ErrCorrupt, key)
 	}
 	return blob, revision(&st), nil
 }
@@ -162,10 +161,10 @@ func splitObject(b []byte) (key string, blob []byte, ok bool) {
 // directory, fsync, rename over the old one, fsync the directory.
 func (m *DirMedium) Write(ctx context.Context, key string, blob []byte, prev Revision) (Revision, error) {
 	if len(key) == 0 || len(key) > maxKeyLen {
-		return "", fmt.Errorf("%w: key length %d", driver.ErrInvalidRef, len(key))
+		return "", fmt.Errorf("%w: key length %d", backend.ErrInvalidRef, len(key))
 	}
 	if 2+len(key)+len(blob) > maxObjectSize {
-		return "", fmt.Errorf("%w: object for %s is larger than %d bytes", driver.ErrInvalidRef, key, maxObjectSize)
+		return "", fmt.Errorf("%w: object for %s is larger than %d bytes", backend.ErrInvalidRef, key, maxObjectSize)
 	}
 	unlock, err := m.acquire(ctx)
 	if err != nil {
@@ -302,7 +301,7 @@ func (m *DirMedium) List(ctx context.Context, prefix string, fn func(key string)
 				return unavailable("list", err)
 			}
 			if sum := sha256.Sum256([]byte(key)); key == "" || hex.EncodeToString(sum[:]) != e.Name() {
-				bad = append(bad, badObject{loc, fmt.Errorf("%w: object file holds no key, or another key (moved or damaged)", driver.ErrCorrupt)})
+				bad = append(bad, badObject{loc, fmt.Errorf("%w: object file holds no key, or another key (moved or damaged)", backend.ErrCorrupt)})
 				continue
 			}
 			if !strings.HasPrefix(key, prefix) {

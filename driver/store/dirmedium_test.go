@@ -8,7 +8,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 func TestDirMedium_CAS(t *testing.T) {
@@ -18,10 +18,10 @@ func TestDirMedium_CAS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if _, _, err := m.Read(ctx, "k"); !errors.Is(err, driver.ErrNotFound) {
+	if _, _, err := m.Read(ctx, "k"); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("Read absent = %v", err)
 	}
-	if _, err := m.Stat(ctx, "k"); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := m.Stat(ctx, "k"); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("Stat absent = %v", err)
 	}
 	r1, err := m.Write(ctx, "k", []byte("one"), "")
@@ -52,7 +52,7 @@ func TestDirMedium_CAS(t *testing.T) {
 	if err := m.Delete(ctx, "k", r2); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Delete(ctx, "k", r2); !errors.Is(err, driver.ErrNotFound) {
+	if err := m.Delete(ctx, "k", r2); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("Delete absent = %v", err)
 	}
 	revs := map[Revision]bool{}
@@ -121,10 +121,10 @@ func TestDirMedium_ListAndStrays(t *testing.T) {
 	got = nil
 	err = m.List(ctx, "r/", func(k string) error { got = append(got, k); return nil })
 	var bad badObjects
-	if !errors.As(err, &bad) || len(bad) != 1 || !errors.Is(err, driver.ErrCorrupt) || len(got) != 2 {
+	if !errors.As(err, &bad) || len(bad) != 1 || !errors.Is(err, backend.ErrCorrupt) || len(got) != 2 {
 		t.Fatalf("List with a moved file = %v, %v", got, err)
 	}
-	if _, _, err := m.Read(ctx, "r/moved"); !errors.Is(err, driver.ErrCorrupt) {
+	if _, _, err := m.Read(ctx, "r/moved"); !errors.Is(err, backend.ErrCorrupt) {
 		t.Fatalf("Read of moved file = %v", err)
 	}
 }
@@ -147,7 +147,7 @@ func TestDirMedium_LockAcrossHandles(t *testing.T) {
 	// ...b's wait until it is released.
 	short, cancel := context.WithTimeout(ctx, 50e6)
 	defer cancel()
-	if _, err := b.Write(short, "k2", []byte("x"), ""); !errors.Is(err, driver.ErrUnavailable) {
+	if _, err := b.Write(short, "k2", []byte("x"), ""); !errors.Is(err, backend.ErrUnavailable) {
 		t.Fatalf("Write while another handle holds the lock = %v", err)
 	}
 	unlock()

@@ -41,6 +41,6 @@
 //
 // # Backend
 //
-// Importing the package registers the "file" driver.Backend, configured by
+// Importing the package registers the "file" backend.Backend, configured by
 // the settings "dir" and exactly one of "key_file" or "passphrase_file".
 package store

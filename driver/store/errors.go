@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // ErrExists is returned by [Init] when the medium already holds a store.
@@ -12,7 +12,7 @@ var ErrExists = errors.New("store already exists")
 
 // ErrWrongKey means the key source does not open the store's keyring:
 // another key file or passphrase, or a damaged keyring. It wraps
-// driver.ErrCorrupt, so errors.Is(err, driver.ErrCorrupt) also holds.
+// backend.ErrCorrupt, so errors.Is(err, backend.ErrCorrupt) also holds.
 var ErrWrongKey error = wrongKeyError{}
 
 // wrongKeyError names the key source; all values match ErrWrongKey.
@@ -38,7 +38,7 @@ func (e wrongKeyError) Is(target error) bool {
 	return ok
 }
 
-func (e wrongKeyError) Unwrap() error { return driver.ErrCorrupt }
+func (e wrongKeyError) Unwrap() error { return backend.ErrCorrupt }
 
 // unknownKeyError: a record is sealed with a data key our keyring does
 // not hold. While a rekey runs elsewhere that is expected and a keyring
@@ -46,14 +46,14 @@ func (e wrongKeyError) Unwrap() error { return driver.ErrCorrupt }
 type unknownKeyError struct{ id uint32 }
 
 func (e unknownKeyError) Error() string {
-	return fmt.Sprintf("%s: sealed with data key %d, which is not in the keyring", driver.ErrCorrupt, e.id)
+	return fmt.Sprintf("%s: sealed with data key %d, which is not in the keyring", backend.ErrCorrupt, e.id)
 }
 
-func (e unknownKeyError) Unwrap() error { return driver.ErrCorrupt }
+func (e unknownKeyError) Unwrap() error { return backend.ErrCorrupt }
 
-// corrupt builds a driver.ErrCorrupt error with a detail, never a value.
+// corrupt builds a backend.ErrCorrupt error with a detail, never a value.
 func corrupt(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", driver.ErrCorrupt, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", backend.ErrCorrupt, fmt.Sprintf(format, args...))
 }
 
 // recordErr names the record in an error from any layer below.
@@ -62,7 +62,7 @@ func recordErr(name string, err error) error {
 }
 
 // errClosed is returned by every call on a closed Store.
-var errClosed = fmt.Errorf("store is closed: %w", driver.ErrUnavailable)
+var errClosed = fmt.Errorf("store is closed: %w", backend.ErrUnavailable)
 
 // Limits on names and values (see FORMAT.md).
 const (
@@ -72,10 +72,10 @@ const (
 
 // ValidateName reports whether name can be stored: 1 to 255 bytes of
 // '/'-separated segments, each matching [A-Za-z0-9][A-Za-z0-9_.-]*. The
-// error wraps driver.ErrInvalidRef.
+// error wraps backend.ErrInvalidRef.
 func ValidateName(name string) error {
 	if len(name) == 0 || len(name) > maxNameLen {
-		return fmt.Errorf("%w: name must be 1 to %d bytes, not %d", driver.ErrInvalidRef, maxNameLen, len(name))
+		return fmt.Errorf("%w: name must be 1 to %d bytes, not %d", backend.ErrInvalidRef, maxNameLen, len(name))
 	}
 	start := true
 	for i := 0; i < len(name); i++ {
@@ -83,17 +83,17 @@ func ValidateName(name string) error {
 		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 		switch {
 		case start && !alnum:
-			return fmt.Errorf("%w: name %q: each '/'-separated segment must start with a letter or digit", driver.ErrInvalidRef, name)
+			return fmt.Errorf("%w: name %q: each '/'-separated segment must start with a letter or digit", backend.ErrInvalidRef, name)
 		case c == '/':
 			start = true
 			continue
 		case !alnum && c != '_' && c != '.' && c != '-':
-			return fmt.Errorf("%w: name %q: byte %d is not a letter, digit, '_', '.', '-' or '/'", driver.ErrInvalidRef, name, i)
+			return fmt.Errorf("%w: name %q: byte %d is not a letter, digit, '_', '.', '-' or '/'", backend.ErrInvalidRef, name, i)
 		}
 		start = false
 	}
 	if start {
-		return fmt.Errorf("%w: name %q ends with '/'", driver.ErrInvalidRef, name)
+		return fmt.Errorf("%w: name %q ends with '/'", backend.ErrInvalidRef, name)
 	}
 	return nil
 }
@@ -101,10 +101,10 @@ func ValidateName(name string) error {
 // checkValue bounds a value's size; it never looks at the bytes.
 func checkValue(v []byte) error {
 	if len(v) == 0 {
-		return fmt.Errorf("%w: value is empty", driver.ErrInvalidRef)
+		return fmt.Errorf("%w: value is empty", backend.ErrInvalidRef)
 	}
 	if len(v) > maxValueSize {
-		return fmt.Errorf("%w: value is %d bytes, more than the 1 MiB limit", driver.ErrInvalidRef, len(v))
+		return fmt.Errorf("%w: value is %d bytes, more than the 1 MiB limit", backend.ErrInvalidRef, len(v))
 	}
 	return nil
 }

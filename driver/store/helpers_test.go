@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // cheapPassphrase is PassphraseFile with argon2id costs low enough for
@@ -108,14 +108,14 @@ func recordPath(dir, name string) string {
 }
 
 // checkCorrupt asserts err is the error a damaged record must give: it
-// wraps driver.ErrCorrupt, names the record, and holds no value.
+// wraps backend.ErrCorrupt, names the record, and holds no value.
 func checkCorrupt(t testing.TB, err error, name string, secrets ...string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("no error for damaged record %q", name)
 	}
-	if !errors.Is(err, driver.ErrCorrupt) {
-		t.Fatalf("error does not wrap driver.ErrCorrupt: %v", err)
+	if !errors.Is(err, backend.ErrCorrupt) {
+		t.Fatalf("error does not wrap backend.ErrCorrupt: %v", err)
 	}
 	if name != "" && !strings.Contains(err.Error(), `"`+name+`"`) {
 		t.Fatalf("error does not name record %q: %v", name, err)

@@ -12,9 +12,8 @@ import (
 	"path/filepath"
 	"runtime/debug"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"golang.org/x/crypto/argon2"
-
-	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 // A KeySource supplies the key-encryption key (KEK) that wraps the
@@ -149,7 +148,7 @@ func (p kdfParams) check() error {
 	if p.time < 1 || p.time > maxArgonTime || p.threads < 1 ||
 		p.memory < 8*uint32(p.threads) || p.memory > maxArgonMem ||
 		len(p.salt) < saltSize || len(p.salt) > 64 {
-		return fmt.Errorf("keyring: %w: argon2id parameters out of range", driver.ErrCorrupt)
+		return fmt.Errorf("keyring: %w: argon2id parameters out of range", backend.ErrCorrupt)
 	}
 	return nil
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 func TestGenerateKeyFile(t *testing.T) {
@@ -109,7 +109,7 @@ func TestPassphraseFile(t *testing.T) {
 		case tt.err == nil && err != nil:
 			t.Errorf("Open(%q): %v", tt.pass, err)
 		case tt.err != nil:
-			if !errors.Is(err, tt.err) || !errors.Is(err, driver.ErrCorrupt) {
+			if !errors.Is(err, tt.err) || !errors.Is(err, backend.ErrCorrupt) {
 				t.Errorf("Open(%q) = %v, want %v", tt.pass, err, tt.err)
 			}
 		default:
@@ -141,7 +141,7 @@ func TestOpen_WrongKey(t *testing.T) {
 			m, _ := OpenDir(ts.dir)
 			defer m.Close()
 			_, err := Open(ctx, m, tt.src)
-			if !errors.Is(err, ErrWrongKey) || !errors.Is(err, driver.ErrCorrupt) {
+			if !errors.Is(err, ErrWrongKey) || !errors.Is(err, backend.ErrCorrupt) {
 				t.Fatalf("Open = %v, want ErrWrongKey", err)
 			}
 			if !strings.Contains(err.Error(), "does not open this store's keyring") {
@@ -195,7 +195,7 @@ func TestKDFParams_Bounds(t *testing.T) {
 		{kind: kdfArgon2id, time: 1, memory: 64, threads: 0, salt: salt},
 		{kind: kdfArgon2id, time: 1, memory: 64, threads: 1, salt: salt[:8]},
 	} {
-		if _, err := PassphraseFile("/nonexistent").kek(p); !errors.Is(err, driver.ErrCorrupt) {
+		if _, err := PassphraseFile("/nonexistent").kek(p); !errors.Is(err, backend.ErrCorrupt) {
 			t.Errorf("kek(%+v) = %v, want ErrCorrupt", p, err)
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"strings"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Revision identifies one stored state of one key. It is opaque to the
@@ -32,25 +32,25 @@ var ErrConflict = errors.New("concurrent update")
 // a crash a reader sees either the previous blob or the new one, whole.
 type Medium interface {
 	// Read returns the blob stored under key and its revision. An absent
-	// key is an error wrapping driver.ErrNotFound; a blob that cannot be
-	// attributed to key is an error wrapping driver.ErrCorrupt.
+	// key is an error wrapping backend.ErrNotFound; a blob that cannot be
+	// attributed to key is an error wrapping backend.ErrCorrupt.
 	Read(ctx context.Context, key string) ([]byte, Revision, error)
 	// Stat returns key's current revision without reading the blob. It
 	// must be cheap: the store calls it on every Get. An absent key is an
-	// error wrapping driver.ErrNotFound.
+	// error wrapping backend.ErrNotFound.
 	Stat(ctx context.Context, key string) (Revision, error)
 	// Write stores blob under key if the key's current revision is prev
 	// ("" meaning the key must not exist), else it returns an error
 	// wrapping ErrConflict. It returns the new revision.
 	Write(ctx context.Context, key string, blob []byte, prev Revision) (Revision, error)
 	// Delete removes key if its current revision is prev, else it returns
-	// an error wrapping ErrConflict (or driver.ErrNotFound if absent).
+	// an error wrapping ErrConflict (or backend.ErrNotFound if absent).
 	Delete(ctx context.Context, key string, prev Revision) error
 	// List calls fn with every key that starts with prefix, in no
 	// particular order. An error from fn stops the listing and is
 	// returned. Stored objects whose key cannot be recovered do not stop
 	// the listing; they are reported together at the end, in an error
-	// wrapping driver.ErrCorrupt.
+	// wrapping backend.ErrCorrupt.
 	List(ctx context.Context, prefix string, fn func(key string) error) error
 	// Close releases the medium's resources.
 	Close() error
@@ -107,14 +107,14 @@ func (b badObjects) Error() string {
 	return strings.Join(msgs, "; ")
 }
 
-func (b badObjects) Unwrap() error { return driver.ErrCorrupt }
+func (b badObjects) Unwrap() error { return backend.ErrCorrupt }
 
 // unavailable wraps an I/O failure of the medium with the driver sentinel
 // that best tells the operator what to do.
 func unavailable(op string, err error) error {
-	kind := driver.ErrUnavailable
+	kind := backend.ErrUnavailable
 	if errors.Is(err, fs.ErrPermission) {
-		kind = driver.ErrDenied
+		kind = backend.ErrDenied
 	}
 	return fmt.Errorf("%s: %w: %w", op, kind, err)
 }

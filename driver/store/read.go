@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // VersionInfo describes one kept version, without its value.
@@ -27,32 +27,32 @@ type Entry struct {
 // costs one Stat and one AEAD open. A value written by another process is
 // seen at once, since the Stat revision changes.
 //
-// Errors name the record and wrap driver.ErrNotFound, ErrInvalidRef,
+// Errors name the record and wrap backend.ErrNotFound, ErrInvalidRef,
 // ErrCorrupt or ErrUnavailable.
-func (s *Store) Get(ctx context.Context, name string, version uint64) (driver.Secret, error) {
+func (s *Store) Get(ctx context.Context, name string, version uint64) (backend.Secret, error) {
 	if err := ValidateName(name); err != nil {
-		return driver.Secret{}, err
+		return backend.Secret{}, err
 	}
 	rec, err := s.load(ctx, name, true)
 	if err != nil {
-		return driver.Secret{}, err
+		return backend.Secret{}, err
 	}
 	v, err := rec.find(version)
 	if err != nil && rec.slim {
 		// The cache keeps only the latest version: read a pinned older one.
 		if rec, err = s.load(ctx, name, false); err != nil {
-			return driver.Secret{}, err
+			return backend.Secret{}, err
 		}
 		v, err = rec.find(version)
 	}
 	if err != nil {
-		return driver.Secret{}, recordErr(name, err)
+		return backend.Secret{}, recordErr(name, err)
 	}
 	value, err := rec.open(s.id, v)
 	if err != nil {
-		return driver.Secret{}, recordErr(name, err)
+		return backend.Secret{}, recordErr(name, err)
 	}
-	return driver.Secret{Value: value, Version: v.num, Created: time.Unix(0, v.created)}, nil
+	return backend.Secret{Value: value, Version: v.num, Created: time.Unix(0, v.created)}, nil
 }
 
 // load returns name's record, parsed and MAC-checked, from the cache when
@@ -64,7 +64,7 @@ func (s *Store) load(ctx context.Context, name string, useCache bool) (*record, 
 		return nil, errClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, recordErr(name, fmt.Errorf("%w: %w", driver.ErrUnavailable, err))
+		return nil, recordErr(name, fmt.Errorf("%w: %w", backend.ErrUnavailable, err))
 	}
 	key := recordKey(name)
 	for attempt := 0; ; attempt++ {
@@ -103,8 +103,8 @@ func (s *Store) load(ctx context.Context, name string, useCache bool) (*record, 
 // plainNotFound drops the medium's detail from a not-found error: the
 // record name says it all ("record "x": not found").
 func plainNotFound(err error) error {
-	if errors.Is(err, driver.ErrNotFound) {
-		return driver.ErrNotFound
+	if errors.Is(err, backend.ErrNotFound) {
+		return backend.ErrNotFound
 	}
 	return err
 }
@@ -124,7 +124,7 @@ func (s *Store) Info(ctx context.Context, name string) (Entry, error) {
 		return Entry{}, err
 	}
 	if len(rec.versions) == 0 {
-		return Entry{}, recordErr(name, driver.ErrNotFound)
+		return Entry{}, recordErr(name, backend.ErrNotFound)
 	}
 	return rec.entry(), nil
 }
@@ -132,7 +132,7 @@ func (s *Store) Info(ctx context.Context, name string) (Entry, error) {
 // List calls fn with every stored name, in no particular order. It checks
 // each record's MAC but never decrypts a value. Damaged records do not
 // stop the listing: they are reported together in the returned error
-// (wrapping driver.ErrCorrupt). An error from fn stops it.
+// (wrapping backend.ErrCorrupt). An error from fn stops it.
 func (s *Store) List(ctx context.Context, fn func(Entry) error) error {
 	var bad []error
 	err := s.eachRecord(ctx, func(name string, rec *record, err error) error {
@@ -164,7 +164,7 @@ func (s *Store) eachRecord(ctx context.Context, fn func(name string, rec *record
 			return fn(name, nil, corrupt("object %q has no valid record name", key))
 		}
 		rec, err := s.load(ctx, name, false)
-		if errors.Is(err, driver.ErrNotFound) {
+		if errors.Is(err, backend.ErrNotFound) {
 			return nil // removed since listed
 		}
 		return fn(name, rec, err)
@@ -215,4 +215,19 @@ func (s *Store) openAll(name string, rec *record) error {
 		clear(pt)
 	}
 	return nil
+}
+
+// Count returns the number of record objects: one small medium listing, no
+// key, no decryption. Names removed but kept for their version counter
+// count too, and a damaged object is counted rather than reported.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	if s.closed.Load() {
+		return 0, errClosed
+	}
+	n := 0
+	err := s.m.List(ctx, recordPrefix, func(string) error { n++; return nil })
+	if err != nil && !errors.Is(err, backend.ErrCorrupt) {
+		return 0, err
+	}
+	return n, nil
 }

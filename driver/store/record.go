@@ -8,9 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"golang.org/x/crypto/chacha20poly1305"
-
-	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 // Record format constants (see FORMAT.md).
@@ -101,7 +100,7 @@ func (r *record) open(storeID []byte, v *sealedVersion) ([]byte, error) {
 // find returns the given version, or the latest for 0.
 func (r *record) find(num uint64) (*sealedVersion, error) {
 	if len(r.versions) == 0 {
-		return nil, driver.ErrNotFound
+		return nil, backend.ErrNotFound
 	}
 	if num == 0 {
 		return &r.versions[len(r.versions)-1], nil
@@ -115,7 +114,7 @@ func (r *record) find(num uint64) (*sealedVersion, error) {
 }
 
 func errVersionNotFound(num uint64) error {
-	return fmt.Errorf("version %d: %w", num, driver.ErrNotFound)
+	return fmt.Errorf("version %d: %w", num, backend.ErrNotFound)
 }
 
 // size is the encoded length, used to bound records and the cache.

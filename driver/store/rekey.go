@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // RekeyStats reports what a Rekey did.
@@ -112,7 +112,7 @@ func (s *Store) rekeyRecord(ctx context.Context, name string, target uint32) (bo
 		}
 		blob, rev, err := s.m.Read(ctx, key)
 		if err != nil {
-			if errors.Is(err, driver.ErrNotFound) {
+			if errors.Is(err, backend.ErrNotFound) {
 				return nil // removed since listed
 			}
 			return err

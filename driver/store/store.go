@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // defaultMaxVersions is how many versions of a name are kept when
@@ -55,7 +55,7 @@ func newStore(m Medium, k KeySource, ring *keyring, kek []byte) *Store {
 
 func checkMaxVersions(n int) error {
 	if n < 1 || n > maxVersionsLimit {
-		return fmt.Errorf("%w: max versions must be 1 to %d, not %d", driver.ErrInvalidRef, maxVersionsLimit, n)
+		return fmt.Errorf("%w: max versions must be 1 to %d, not %d", backend.ErrInvalidRef, maxVersionsLimit, n)
 	}
 	return nil
 }
@@ -83,7 +83,7 @@ func Init(ctx context.Context, m Medium, k KeySource, o InitOptions) (*Store, er
 	err = s.withLock(ctx, func(ctx context.Context) error {
 		if _, err := m.Stat(ctx, keyringKey); err == nil {
 			return fmt.Errorf("%w at %s", ErrExists, where(m))
-		} else if !errors.Is(err, driver.ErrNotFound) {
+		} else if !errors.Is(err, backend.ErrNotFound) {
 			return err
 		}
 		// Records without a keyring mean a lost keyring; a new one would
@@ -104,12 +104,12 @@ func Init(ctx context.Context, m Medium, k KeySource, o InitOptions) (*Store, er
 }
 
 // Open opens the store on m with the key from k. A medium without a
-// store gives an error wrapping driver.ErrNotFound; a key that does not
+// store gives an error wrapping backend.ErrNotFound; a key that does not
 // open the keyring gives ErrWrongKey. On success the Store owns m.
 func Open(ctx context.Context, m Medium, k KeySource) (*Store, error) {
 	blob, rev, err := m.Read(ctx, keyringKey)
-	if errors.Is(err, driver.ErrNotFound) {
-		return nil, fmt.Errorf("no store at %s (run swarmkeep init): %w", where(m), driver.ErrNotFound)
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil, fmt.Errorf("no store at %s (run swarmkeep init): %w", where(m), backend.ErrNotFound)
 	}
 	if err != nil {
 		return nil, err
@@ -163,8 +163,8 @@ func (s *Store) refreshRing(ctx context.Context) (*keyring, error) {
 	defer s.reloadMu.Unlock()
 	cur := s.ringNow()
 	rev, err := s.m.Stat(ctx, keyringKey)
-	if errors.Is(err, driver.ErrNotFound) {
-		return nil, fmt.Errorf("keyring: %w: it was removed from %s", driver.ErrCorrupt, where(s.m))
+	if errors.Is(err, backend.ErrNotFound) {
+		return nil, fmt.Errorf("keyring: %w: it was removed from %s", backend.ErrCorrupt, where(s.m))
 	}
 	if err != nil {
 		return nil, err

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 func TestStore_RoundTrip(t *testing.T) {
@@ -70,8 +70,8 @@ func TestStore_Versions(t *testing.T) {
 		{0, "v5", nil},
 		{5, "v5", nil},
 		{3, "v3", nil},
-		{2, "", driver.ErrNotFound}, // pruned
-		{9, "", driver.ErrNotFound},
+		{2, "", backend.ErrNotFound}, // pruned
+		{9, "", backend.ErrNotFound},
 	}
 	for _, tt := range tests {
 		sec, err := ts.Get(ctx, "app/key", tt.version)
@@ -87,7 +87,7 @@ func TestStore_Versions(t *testing.T) {
 	if got := mustGet(t, ts.Store, "app/key", 0); got != "v4" {
 		t.Fatalf("latest after removing 5 = %q", got)
 	}
-	if err := ts.Remove(ctx, "app/key", 5); !errors.Is(err, driver.ErrNotFound) {
+	if err := ts.Remove(ctx, "app/key", 5); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("removing 5 twice: %v", err)
 	}
 	if v := mustPut(t, ts.Store, "app/key", "v6"); v != 6 {
@@ -98,13 +98,13 @@ func TestStore_Versions(t *testing.T) {
 	if err := ts.Remove(ctx, "app/key", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ts.Get(ctx, "app/key", 0); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := ts.Get(ctx, "app/key", 0); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("Get after remove all: %v", err)
 	}
-	if _, err := ts.Info(ctx, "app/key"); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := ts.Info(ctx, "app/key"); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("Info after remove all: %v", err)
 	}
-	if err := ts.Remove(ctx, "app/key", 0); !errors.Is(err, driver.ErrNotFound) {
+	if err := ts.Remove(ctx, "app/key", 0); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("remove all twice: %v", err)
 	}
 	if v := mustPut(t, ts.Store, "app/key", "v7"); v != 7 {
@@ -117,7 +117,7 @@ func TestStore_Versions(t *testing.T) {
 	if v := mustPut(t, ts.Store, "app/key", "v8"); v != 8 {
 		t.Fatalf("Put after removing last version = %d, want 8", v)
 	}
-	if _, err := ts.Get(ctx, "missing", 0); !errors.Is(err, driver.ErrNotFound) || !strings.Contains(err.Error(), `"missing"`) {
+	if _, err := ts.Get(ctx, "missing", 0); !errors.Is(err, backend.ErrNotFound) || !strings.Contains(err.Error(), `"missing"`) {
 		t.Fatalf("Get(missing) = %v", err)
 	}
 }
@@ -146,11 +146,11 @@ func TestStore_SetMaxVersions(t *testing.T) {
 		t.Fatalf("versions = %s, want 5 6", versionsOf(e))
 	}
 	for _, n := range []int{0, -1, maxVersionsLimit + 1} {
-		if err := ts.SetMaxVersions(ctx, n); !errors.Is(err, driver.ErrInvalidRef) {
+		if err := ts.SetMaxVersions(ctx, n); !errors.Is(err, backend.ErrInvalidRef) {
 			t.Errorf("SetMaxVersions(%d) = %v", n, err)
 		}
 	}
-	if _, err := Init(ctx, nopMedium{}, KeyFile(ts.key), InitOptions{MaxVersions: 1001}); !errors.Is(err, driver.ErrInvalidRef) {
+	if _, err := Init(ctx, nopMedium{}, KeyFile(ts.key), InitOptions{MaxVersions: 1001}); !errors.Is(err, backend.ErrInvalidRef) {
 		t.Errorf("Init with 1001 versions: %v", err)
 	}
 }
@@ -170,11 +170,11 @@ func TestStore_InvalidInput(t *testing.T) {
 		{"ok", nil},
 		{"ok", make([]byte, maxValueSize+1)},
 	} {
-		if _, err := ts.Put(ctx, tc.name, tc.value); !errors.Is(err, driver.ErrInvalidRef) {
+		if _, err := ts.Put(ctx, tc.name, tc.value); !errors.Is(err, backend.ErrInvalidRef) {
 			t.Errorf("Put(%q, %d bytes) = %v", tc.name, len(tc.value), err)
 		}
 	}
-	if _, err := ts.Get(ctx, "../etc/passwd", 0); !errors.Is(err, driver.ErrInvalidRef) {
+	if _, err := ts.Get(ctx, "../etc/passwd", 0); !errors.Is(err, backend.ErrInvalidRef) {
 		t.Errorf("Get(../etc/passwd) = %v", err)
 	}
 }
@@ -205,7 +205,7 @@ func TestValidateName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		err := ValidateName(tt.name)
-		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, driver.ErrInvalidRef)) {
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, backend.ErrInvalidRef)) {
 			t.Errorf("ValidateName(%q) = %v, want ok=%v", tt.name, err, tt.ok)
 		}
 	}
@@ -241,7 +241,7 @@ func TestOpen_NoStore(t *testing.T) {
 	}
 	defer m.Close()
 	_, err = Open(context.Background(), m, KeyFile(newKeyFile(t)))
-	if !errors.Is(err, driver.ErrNotFound) || !strings.Contains(err.Error(), "run swarmkeep init") || !strings.Contains(err.Error(), dir) {
+	if !errors.Is(err, backend.ErrNotFound) || !strings.Contains(err.Error(), "run swarmkeep init") || !strings.Contains(err.Error(), dir) {
 		t.Fatalf("Open on empty dir: %v", err)
 	}
 }
@@ -263,7 +263,7 @@ func TestStore_SeesOtherProcessPut(t *testing.T) {
 	if err := ts.Remove(context.Background(), "svc/token", 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := plugin.Get(context.Background(), "svc/token", 0); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := plugin.Get(context.Background(), "svc/token", 0); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("plugin Get after remove: %v", err)
 	}
 }
@@ -341,10 +341,10 @@ func TestStore_Closed(t *testing.T) {
 	if err := ts.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ts.Get(context.Background(), "x", 0); !errors.Is(err, driver.ErrUnavailable) {
+	if _, err := ts.Get(context.Background(), "x", 0); !errors.Is(err, backend.ErrUnavailable) {
 		t.Fatalf("Get after Close: %v", err)
 	}
-	if _, err := ts.Put(context.Background(), "x", []byte("2")); !errors.Is(err, driver.ErrUnavailable) {
+	if _, err := ts.Put(context.Background(), "x", []byte("2")); !errors.Is(err, backend.ErrUnavailable) {
 		t.Fatalf("Put after Close: %v", err)
 	}
 	if err := ts.Close(); err != nil {
@@ -357,7 +357,7 @@ func TestStore_ContextCanceled(t *testing.T) {
 	mustPut(t, ts.Store, "x", "1")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := ts.Get(ctx, "x", 0); !errors.Is(err, driver.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+	if _, err := ts.Get(ctx, "x", 0); !errors.Is(err, backend.ErrUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Get with canceled context: %v", err)
 	}
 }
@@ -382,7 +382,7 @@ func TestCacheKeepsLatestOnly(t *testing.T) {
 			t.Fatalf("version %d: %q, want %q", v, got, want)
 		}
 	}
-	if _, err := s.Get(context.Background(), "db", 9); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := s.Get(context.Background(), "db", 9); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("version 9: %v", err)
 	}
 	if e, err := s.Info(context.Background(), "db"); err != nil || len(e.Versions) != 3 {

@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 const (
@@ -188,10 +188,10 @@ func TestTamper_RemoveDamaged(t *testing.T) {
 	p := recordPath(ts.dir, tamperName)
 	b, _ := os.ReadFile(p)
 	os.WriteFile(p, flip(b, len(b)/2), 0o600)
-	if _, err := ts.Put(ctx, tamperName, []byte("new")); !errors.Is(err, driver.ErrCorrupt) {
+	if _, err := ts.Put(ctx, tamperName, []byte("new")); !errors.Is(err, backend.ErrCorrupt) {
 		t.Fatalf("Put over damaged record = %v", err)
 	}
-	if err := ts.Remove(ctx, tamperName, 1); !errors.Is(err, driver.ErrCorrupt) {
+	if err := ts.Remove(ctx, tamperName, 1); !errors.Is(err, backend.ErrCorrupt) {
 		t.Fatalf("Remove(1) of damaged record = %v", err)
 	}
 	if err := ts.Remove(ctx, tamperName, 0); err != nil {
@@ -221,7 +221,7 @@ func TestTamper_Keyring(t *testing.T) {
 			t.Fatalf("Open succeeded with keyring byte %d flipped", i)
 		}
 		m2.Close()
-		if !errors.Is(err, driver.ErrCorrupt) {
+		if !errors.Is(err, backend.ErrCorrupt) {
 			t.Fatalf("byte %d: %v", i, err)
 		}
 	}
@@ -252,7 +252,7 @@ func FuzzParse(f *testing.F) {
 			for i := range rec.versions {
 				rec.open(ts.id, &rec.versions[i])
 			}
-		} else if !errors.Is(err, driver.ErrCorrupt) {
+		} else if !errors.Is(err, backend.ErrCorrupt) {
 			t.Fatalf("parse error does not wrap ErrCorrupt: %v", err)
 		}
 	})

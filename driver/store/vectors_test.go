@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // The vectors in testdata/v1 are small stores written by this code and
@@ -84,7 +84,7 @@ func runExpect(t *testing.T, s *Store, path string) {
 				t.Errorf("expect:%d: got %q", n, got)
 			}
 		case "notfound":
-			if _, err := s.Get(ctx, f[1], num(2)); !errors.Is(err, driver.ErrNotFound) {
+			if _, err := s.Get(ctx, f[1], num(2)); !errors.Is(err, backend.ErrNotFound) {
 				t.Errorf("expect:%d: Get = %v", n, err)
 			}
 		case "corrupt":

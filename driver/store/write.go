@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Put stores value as a new version of name and returns its number.
@@ -43,7 +43,7 @@ func (s *Store) Remove(ctx context.Context, name string, version uint64) error {
 	if version == 0 {
 		err := s.modify(ctx, name, false, func(_ *keyring, rec *record) error {
 			if len(rec.versions) == 0 {
-				return driver.ErrNotFound
+				return backend.ErrNotFound
 			}
 			rec.versions = nil
 			return nil
@@ -96,7 +96,7 @@ func (s *Store) deleteDamaged(ctx context.Context, name string) error {
 				return errRepaired
 			}
 		}
-		if !errors.Is(err, driver.ErrCorrupt) {
+		if !errors.Is(err, backend.ErrCorrupt) {
 			return err
 		}
 		return s.m.Delete(ctx, key, rev)
@@ -127,9 +127,9 @@ func (s *Store) modify(ctx context.Context, name string, create bool, change fun
 		blob, rev, err := s.m.Read(ctx, key)
 		var rec *record
 		switch {
-		case errors.Is(err, driver.ErrNotFound) && create:
+		case errors.Is(err, backend.ErrNotFound) && create:
 			rec, rev = &record{name: name, key: ring.keys[ring.active], next: 1}, ""
-		case errors.Is(err, driver.ErrCorrupt):
+		case errors.Is(err, backend.ErrCorrupt):
 			return damagedError{err}
 		case err != nil:
 			return err

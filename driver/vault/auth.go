@@ -7,8 +7,7 @@ import (
 	"time"
 
 	api "github.com/openbao/openbao/api/v2"
-
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // session is one token and what is known of its lease. client and token
@@ -84,7 +83,7 @@ func (a *auth) login(ctx context.Context, old *session) (*session, error) {
 	select {
 	case a.sem <- struct{}{}:
 	case <-ctx.Done():
-		return nil, &callError{sentinel: driver.ErrUnavailable, cause: ctx.Err(), msg: "waiting for a login in progress: no answer in time"}
+		return nil, &callError{sentinel: backend.ErrUnavailable, cause: ctx.Err(), msg: "waiting for a login in progress: no answer in time"}
 	}
 	defer func() { <-a.sem }()
 	a.mu.Lock()

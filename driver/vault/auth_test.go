@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/vault/vaulttest"
 )
 
@@ -21,7 +21,7 @@ const (
 )
 
 // appRoleEnv seeds secret "s" and opens a backend that logs in with role.
-func appRoleEnv(t *testing.T, role vaulttest.AppRole) (*testEnv, *backend, driver.Ref) {
+func appRoleEnv(t *testing.T, role vaulttest.AppRole) (*testEnv, *kvBackend, backend.Ref) {
 	t.Helper()
 	e := newEnv(t)
 	fake := e.needFake(t)
@@ -36,7 +36,7 @@ func appRoleEnv(t *testing.T, role vaulttest.AppRole) (*testEnv, *backend, drive
 	set := e.settings(setAuth, authAppRole, setRoleIDFile, writeFile(t, "role-id", role.RoleID),
 		setSecretIDFile, writeFile(t, "secret-id", role.SecretID))
 	delete(set, setTokenFile)
-	return e, e.open(t, set), driver.Ref{Name: e.path("s"), Field: "v"}
+	return e, e.open(t, set), backend.Ref{Name: e.path("s"), Field: "v"}
 }
 
 func TestAppRole_LoginOnceAndReuse(t *testing.T) {
@@ -51,7 +51,7 @@ func TestAppRole_LoginOnceAndReuse(t *testing.T) {
 	// A path the role's policy refuses is denied without a new login: the
 	// token is fresh, so the 403 is the policy's.
 	e.put(t, "elsewhere", map[string]any{"v": "x"})
-	if _, err := get(t, b, driver.Ref{Name: e.path("elsewhere")}); !errors.Is(err, driver.ErrDenied) {
+	if _, err := get(t, b, backend.Ref{Name: e.path("elsewhere")}); !errors.Is(err, backend.ErrDenied) {
 		t.Fatalf("refused path: %v, want ErrDenied", err)
 	}
 	if n := e.fake.Count(approleLogin); n != 1 {
@@ -68,8 +68,8 @@ func TestAppRole_BadCredentials(t *testing.T) {
 		setSecretIDFile, writeFile(t, "s", "wrong-secret-id"))
 	delete(set, setTokenFile)
 	b := e.open(t, set)
-	_, err := get(t, b, driver.Ref{Name: "x"})
-	if !errors.Is(err, driver.ErrDenied) || !strings.Contains(err.Error(), "invalid role or secret ID") {
+	_, err := get(t, b, backend.Ref{Name: "x"})
+	if !errors.Is(err, backend.ErrDenied) || !strings.Contains(err.Error(), "invalid role or secret ID") {
 		t.Fatalf("got %v, want ErrDenied with the server's reason", err)
 	}
 	if strings.Contains(err.Error(), "wrong-secret-id") || strings.Contains(err.Error(), "role-x") {
@@ -150,7 +150,7 @@ func TestJWT_LoginAndRotation(t *testing.T) {
 	delete(set, setTokenFile)
 	b := e.open(t, set)
 	b.auth.minFresh = 0
-	ref := driver.Ref{Name: e.path("s"), Field: "v"}
+	ref := backend.Ref{Name: e.path("s"), Field: "v"}
 	mustGet(t, b, ref)
 
 	// The issuer rotates its key and the JWT; the Vault token is revoked.
@@ -168,7 +168,7 @@ func TestJWT_LoginAndRotation(t *testing.T) {
 	replaceFile(t, jwtFile, bad)
 	fake.RevokeAll()
 	_, err := get(t, b, ref)
-	if !errors.Is(err, driver.ErrDenied) || strings.Contains(err.Error(), bad) {
+	if !errors.Is(err, backend.ErrDenied) || strings.Contains(err.Error(), bad) {
 		t.Fatalf("got %v, want ErrDenied without the JWT", err)
 	}
 }
@@ -180,7 +180,7 @@ func TestTokenFile_RenewedWhenRenewable(t *testing.T) {
 	e.put(t, "s", map[string]any{"v": "ok"})
 	tok := fake.CreateToken(vaulttest.TokenOptions{Paths: []string{e.mount + "/data/" + e.prefix + "*"}, TTL: 2 * time.Second, Renewable: true})
 	b := e.open(t, e.settings(setTokenFile, writeFile(t, "token", tok)))
-	ref := driver.Ref{Name: e.path("s"), Field: "v"}
+	ref := backend.Ref{Name: e.path("s"), Field: "v"}
 	mustGet(t, b, ref)
 	time.Sleep(3 * time.Second) // the token would be dead without renewal
 	mustGet(t, b, ref)

@@ -8,17 +8,18 @@ import (
 	"time"
 
 	api "github.com/openbao/openbao/api/v2"
-
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Type is the name the backend is registered under.
 const Type = "vault"
 
-func init() { driver.Register(Type, open) }
+func init() {
+	backend.Register(backend.Type{Name: Type, Open: open, Caps: backend.Capabilities{Versioned: true, Paths: true}})
+}
 
-// backend reads KV secrets from one Vault or OpenBao server.
-type backend struct {
+// kvBackend reads KV secrets from one Vault or OpenBao server.
+type kvBackend struct {
 	cfg     config
 	clients *clients
 	auth    *auth
@@ -29,13 +30,13 @@ type backend struct {
 	closed    chan struct{}
 }
 
-var _ driver.Backend = (*backend)(nil)
+var _ backend.Backend = (*kvBackend)(nil)
 
 // open checks the settings and every file they name, builds the client and
 // starts the renewer, which logs in in the background. It does not wait for
 // the server: a server that is down at start must not keep the plugin from
 // serving other backends, and the driver opens lazily anyway.
-func open(_ context.Context, s driver.Settings) (driver.Backend, error) {
+func open(_ context.Context, s backend.Settings) (backend.Backend, error) {
 	b, err := openBackend(s)
 	if err != nil {
 		return nil, err
@@ -43,7 +44,7 @@ func open(_ context.Context, s driver.Settings) (driver.Backend, error) {
 	return b, nil
 }
 
-func openBackend(s driver.Settings) (*backend, error) {
+func openBackend(s backend.Settings) (*kvBackend, error) {
 	cfg, err := parseSettings(s)
 	if err != nil {
 		return nil, fmt.Errorf("vault backend: %w", err)
@@ -60,7 +61,7 @@ func openBackend(s driver.Settings) (*backend, error) {
 		return nil, fmt.Errorf("vault backend: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	b := &backend{cfg: cfg, clients: f, auth: a, stop: stop, done: make(chan struct{}), closed: make(chan struct{})}
+	b := &kvBackend{cfg: cfg, clients: f, auth: a, stop: stop, done: make(chan struct{}), closed: make(chan struct{})}
 	go a.run(ctx, b.done)
 	return b, nil
 }
@@ -68,23 +69,23 @@ func openBackend(s driver.Settings) (*backend, error) {
 // Get reads the secret ref names. The path is ref.Path (swarmkeep.path)
 // or, without one, path_template's rendering of the request; the value is
 // the whole KV document as JSON or ref.Field's value.
-func (b *backend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+func (b *kvBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	select {
 	case <-b.closed:
-		return driver.Secret{}, fmt.Errorf("%w: the backend is closed", driver.ErrUnavailable)
+		return backend.Secret{}, fmt.Errorf("%w: the backend is closed", backend.ErrUnavailable)
 	default:
 	}
 	path, varies, err := b.resolve(ref)
 	if err != nil {
-		return driver.Secret{}, err
+		return backend.Secret{}, err
 	}
 	if ref.Version > 0 && b.cfg.kvVersion == 1 {
-		return driver.Secret{}, fmt.Errorf("%w: KV version 1 keeps no versions (mount %q): drop the %s label or use a KV v2 mount",
-			driver.ErrInvalidRef, b.cfg.mount, driver.LabelVersion)
+		return backend.Secret{}, fmt.Errorf("%w: KV version 1 keeps no versions (mount %q): drop the %s label or use a KV v2 mount",
+			backend.ErrInvalidRef, b.cfg.mount, backend.LabelVersion)
 	}
 	s, err := b.auth.current(ctx)
 	if err != nil {
-		return driver.Secret{}, err
+		return backend.Secret{}, err
 	}
 	doc, err := b.readKV(ctx, s, path, ref.Version)
 	if statusOf(err) == 403 {
@@ -93,7 +94,7 @@ func (b *backend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error
 		next, rerr := b.auth.reauth(ctx, s)
 		switch {
 		case rerr != nil:
-			return driver.Secret{}, fmt.Errorf("%w; logging in again failed: %w", err, rerr)
+			return backend.Secret{}, fmt.Errorf("%w; logging in again failed: %w", err, rerr)
 		case next != nil:
 			doc, err = b.readKV(ctx, next, path, ref.Version)
 		}
@@ -102,11 +103,11 @@ func (b *backend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error
 		}
 	}
 	if err != nil {
-		return driver.Secret{}, err
+		return backend.Secret{}, err
 	}
 	value, err := render(doc, ref.Field)
 	if err != nil {
-		return driver.Secret{}, err
+		return backend.Secret{}, err
 	}
 	sec := doc.secret
 	sec.Value, sec.Varies = value, varies
@@ -115,7 +116,7 @@ func (b *backend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error
 
 // resolve picks the KV path (relative to the mount) and says whether it
 // depends on the requesting service.
-func (b *backend) resolve(ref driver.Ref) (path string, varies bool, err error) {
+func (b *kvBackend) resolve(ref backend.Ref) (path string, varies bool, err error) {
 	path = ref.Path
 	if path == "" {
 		if path, err = b.cfg.tmpl.execute(ref); err != nil {
@@ -124,11 +125,11 @@ func (b *backend) resolve(ref driver.Ref) (path string, varies bool, err error) 
 		varies = b.cfg.tmpl.varies
 	}
 	if err := checkPath(path); err != nil {
-		src := driver.LabelPath + " label"
+		src := backend.LabelPath + " label"
 		if ref.Path == "" {
 			src = setPathTemplate + " rendering"
 		}
-		return "", false, fmt.Errorf("%w: %s: %w", driver.ErrInvalidRef, src, err)
+		return "", false, fmt.Errorf("%w: %s: %w", backend.ErrInvalidRef, src, err)
 	}
 	return path, varies, nil
 }
@@ -136,7 +137,7 @@ func (b *backend) resolve(ref driver.Ref) (path string, varies bool, err error) 
 // Close stops the renewer and drops idle connections. Requests after Close
 // fail with ErrUnavailable. The token is left to expire rather than revoked:
 // Close runs at shutdown, when the server may well be out of reach.
-func (b *backend) Close() error {
+func (b *kvBackend) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.closed)
 		b.stop()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
+	"github.com/swarmkeep/swarmkeep/driver/vault"
 	_ "github.com/swarmkeep/swarmkeep/driver/vault" // registers "vault"
 	"github.com/swarmkeep/swarmkeep/driver/vault/vaulttest"
 )
@@ -25,11 +27,11 @@ func TestDriver(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(fake.RootToken()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	set := driver.Settings{"address": fake.URL, "token_file": tokenFile}
-	perService := driver.Settings{"address": fake.URL, "token_file": tokenFile, "path_template": "apps/{{.Service}}/{{.Name}}"}
-	d, err := driver.New(driver.Options{Default: "vault", Timeout: 2 * time.Second, Instances: []driver.Instance{
-		{Name: "vault", Type: "vault", Settings: set},
-		{Name: "per-service", Type: "vault", Settings: perService},
+	set := backend.Settings{"address": fake.URL, "token_file": tokenFile}
+	perService := backend.Settings{"address": fake.URL, "token_file": tokenFile, "path_template": "apps/{{.Service}}/{{.Name}}"}
+	d, err := driver.New(driver.Options{Default: "vault", Timeout: 2 * time.Second, Routes: []driver.Route{
+		{Name: "vault", Backend: backend.NewLazy(vault.Type, set)},
+		{Name: "per-service", Backend: backend.NewLazy(vault.Type, perService)},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -44,26 +46,26 @@ func TestDriver(t *testing.T) {
 		return m
 	}
 
-	r := d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(driver.LabelPath, "web/db", driver.LabelField, "password"), ServiceName: "web_api"})
+	r := d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(backend.LabelPath, "web/db", backend.LabelField, "password"), ServiceName: "web_api"})
 	if r.Err != "" || string(r.Value) != "s3cret" || r.DoNotReuse {
 		t.Fatalf("field: %+v", r)
 	}
-	r = d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(driver.LabelPath, "web/db"), ServiceName: "web_api"})
+	r = d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(backend.LabelPath, "web/db"), ServiceName: "web_api"})
 	if r.Err != "" || string(r.Value) != `{"password":"s3cret","user":"app"}` {
 		t.Fatalf("document: %+v", r)
 	}
-	r = d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(driver.LabelBackend, "per-service", driver.LabelField, "password"), ServiceName: "api"})
+	r = d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(driver.LabelBackend, "per-service", backend.LabelField, "password"), ServiceName: "api"})
 	if r.Err != "" || string(r.Value) != "per-service" || !r.DoNotReuse {
 		t.Fatalf("per-service: %+v", r)
 	}
-	r = d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(driver.LabelPath, "web/db", driver.LabelField, "pass")})
+	r = d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(backend.LabelPath, "web/db", backend.LabelField, "pass")})
 	if !strings.Contains(r.Err, `no field "pass"`) || strings.Contains(r.Err, "s3cret") || r.Value != nil {
 		t.Fatalf("missing field: %+v", r)
 	}
 	t.Log(r.Err)
 	fake.SetLatency(5 * time.Second)
 	start := time.Now()
-	r = d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(driver.LabelPath, "web/db")})
+	r = d.Get(ctx, driver.Request{SecretName: "web_db", SecretLabels: labels(backend.LabelPath, "web/db")})
 	if r.Err == "" || time.Since(start) > 3*time.Second {
 		t.Fatalf("slow server: %+v after %s", r, time.Since(start))
 	}

@@ -14,7 +14,7 @@ import (
 
 	api "github.com/openbao/openbao/api/v2"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/vault/vaulttest"
 )
 
@@ -112,8 +112,8 @@ func (e *testEnv) put(t *testing.T, p string, data map[string]any) int {
 
 // settings are the backend settings for this server with the admin token,
 // plus extra key/value pairs.
-func (e *testEnv) settings(extra ...string) driver.Settings {
-	s := driver.Settings{setAddress: e.addr, setTokenFile: e.tokenFile, setMount: e.mount}
+func (e *testEnv) settings(extra ...string) backend.Settings {
+	s := backend.Settings{setAddress: e.addr, setTokenFile: e.tokenFile, setMount: e.mount}
 	if e.caFile != "" {
 		s[setTLSCA] = e.caFile
 	}
@@ -200,7 +200,7 @@ func (e *testEnv) cleanup(t *testing.T) {
 }
 
 // open opens a backend and closes it when the test ends.
-func (e *testEnv) open(t *testing.T, s driver.Settings) *backend {
+func (e *testEnv) open(t *testing.T, s backend.Settings) *kvBackend {
 	t.Helper()
 	b, err := openBackend(s)
 	if err != nil {
@@ -211,7 +211,7 @@ func (e *testEnv) open(t *testing.T, s driver.Settings) *backend {
 }
 
 // get calls b.Get with a request-sized deadline.
-func get(t *testing.T, b *backend, ref driver.Ref) (driver.Secret, error) {
+func get(t *testing.T, b *kvBackend, ref backend.Ref) (backend.Secret, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -219,7 +219,7 @@ func get(t *testing.T, b *backend, ref driver.Ref) (driver.Secret, error) {
 }
 
 // mustGet is get that fails the test on an error and returns the value.
-func mustGet(t *testing.T, b *backend, ref driver.Ref) string {
+func mustGet(t *testing.T, b *kvBackend, ref backend.Ref) string {
 	t.Helper()
 	s, err := get(t, b, ref)
 	if err != nil {

@@ -10,8 +10,7 @@ import (
 	"strings"
 
 	api "github.com/openbao/openbao/api/v2"
-
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // callError is a failed call to the server. Its text is built here, never
@@ -59,26 +58,26 @@ func loginError(ctx context.Context, op string, err error, creds ...string) erro
 
 func mapError(ctx context.Context, op string, err error, login bool, creds []string) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return &callError{sentinel: driver.ErrUnavailable, cause: ctxErr, msg: op + ": no answer in time"}
+		return &callError{sentinel: backend.ErrUnavailable, cause: ctxErr, msg: op + ": no answer in time"}
 	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
-		e := &callError{status: re.StatusCode, sentinel: driver.ErrUnavailable}
+		e := &callError{status: re.StatusCode, sentinel: backend.ErrUnavailable}
 		switch {
 		case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
-			e.sentinel = driver.ErrDenied
+			e.sentinel = backend.ErrDenied
 		case re.StatusCode == http.StatusBadRequest && login:
-			e.sentinel = driver.ErrDenied
+			e.sentinel = backend.ErrDenied
 		case re.StatusCode == http.StatusBadRequest:
-			e.sentinel = driver.ErrInvalidRef
+			e.sentinel = backend.ErrInvalidRef
 		case re.StatusCode == http.StatusNotFound:
-			e.sentinel = driver.ErrNotFound
+			e.sentinel = backend.ErrNotFound
 		}
 		e.msg = fmt.Sprintf("%s: %s (HTTP %d)", op, serverMessage(re, creds), re.StatusCode)
 		return e
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return &callError{sentinel: driver.ErrUnavailable, cause: context.DeadlineExceeded, msg: op + ": no answer in time"}
+		return &callError{sentinel: backend.ErrUnavailable, cause: context.DeadlineExceeded, msg: op + ": no answer in time"}
 	}
 	// A transport error: the api client returns *url.Error, whose text
 	// repeats the method and URL; keep only the cause.
@@ -86,7 +85,7 @@ func mapError(ctx context.Context, op string, err error, login bool, creds []str
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return &callError{sentinel: driver.ErrUnavailable, msg: fmt.Sprintf("%s: %s", op, clean(err.Error(), creds))}
+	return &callError{sentinel: backend.ErrUnavailable, msg: fmt.Sprintf("%s: %s", op, clean(err.Error(), creds))}
 }
 
 // multiErr matches go-multierror's "N errors occurred:" header, which Vault

@@ -11,13 +11,13 @@ import (
 
 	api "github.com/openbao/openbao/api/v2"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/vault/vaulttest"
 )
 
 // getWithin calls Get with deadline d and returns the error and how long
 // the call took.
-func getWithin(b *backend, ref driver.Ref, d time.Duration) (time.Duration, error) {
+func getWithin(b *kvBackend, ref backend.Ref, d time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	start := time.Now()
@@ -31,12 +31,12 @@ func TestGet_ServerDown(t *testing.T) {
 	fake := e.needFake(t)
 	e.put(t, "s", map[string]any{"v": "ok"})
 	b := e.open(t, e.settings())
-	ref := driver.Ref{Name: e.path("s"), Field: "v"}
+	ref := backend.Ref{Name: e.path("s"), Field: "v"}
 	mustGet(t, b, ref)
 
 	fake.Stop()
 	took, err := getWithin(b, ref, 3*time.Second)
-	if !errors.Is(err, driver.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, backend.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("server down: %v, want ErrUnavailable without a timeout", err)
 	}
 	if took > time.Second {
@@ -59,8 +59,8 @@ func TestGet_ServerDownAtFirstLogin(t *testing.T) {
 	set := e.settings(setAuth, authAppRole, setRoleIDFile, writeFile(t, "r", "role"), setSecretIDFile, writeFile(t, "s", "secret"))
 	delete(set, setTokenFile)
 	b := e.open(t, set)
-	took, err := getWithin(b, driver.Ref{Name: "x"}, 3*time.Second)
-	if !errors.Is(err, driver.ErrUnavailable) || took > time.Second {
+	took, err := getWithin(b, backend.Ref{Name: "x"}, 3*time.Second)
+	if !errors.Is(err, backend.ErrUnavailable) || took > time.Second {
 		t.Fatalf("login with the server down: %v after %s, want a quick ErrUnavailable", err, took)
 	}
 }
@@ -71,12 +71,12 @@ func TestGet_SlowServerHonoursDeadline(t *testing.T) {
 	fake := e.needFake(t)
 	e.put(t, "s", map[string]any{"v": "ok"})
 	b := e.open(t, e.settings())
-	ref := driver.Ref{Name: e.path("s")}
+	ref := backend.Ref{Name: e.path("s")}
 	mustGet(t, b, ref)
 
 	fake.SetLatency(5 * time.Second)
 	took, err := getWithin(b, ref, 300*time.Millisecond)
-	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, driver.ErrUnavailable) {
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, backend.ErrUnavailable) {
 		t.Fatalf("slow server: %v, want DeadlineExceeded and ErrUnavailable", err)
 	}
 	if took > time.Second {
@@ -92,11 +92,11 @@ func TestGet_SealedServer(t *testing.T) {
 	fake := e.needFake(t)
 	e.put(t, "s", map[string]any{"v": "ok"})
 	b := e.open(t, e.settings())
-	ref := driver.Ref{Name: e.path("s")}
+	ref := backend.Ref{Name: e.path("s")}
 	mustGet(t, b, ref)
 	fake.SetSealed(true)
 	_, err := get(t, b, ref)
-	if !errors.Is(err, driver.ErrUnavailable) || !strings.Contains(err.Error(), "sealed") || !strings.Contains(err.Error(), "503") {
+	if !errors.Is(err, backend.ErrUnavailable) || !strings.Contains(err.Error(), "sealed") || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("sealed: %v, want ErrUnavailable naming the 503", err)
 	}
 }
@@ -111,18 +111,18 @@ func TestClose(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := get(t, b, driver.Ref{Name: "x"}); !errors.Is(err, driver.ErrUnavailable) {
+	if _, err := get(t, b, backend.Ref{Name: "x"}); !errors.Is(err, backend.ErrUnavailable) {
 		t.Fatalf("Get after Close: %v, want ErrUnavailable", err)
 	}
 }
 
 func TestRegistered(t *testing.T) {
-	b, err := driver.Open(context.Background(), "Vault", driver.Settings{setAddress: "http://127.0.0.1:1", setTokenFile: writeFile(t, "t", "tok")})
+	b, err := backend.Open(context.Background(), "Vault", backend.Settings{setAddress: "http://127.0.0.1:1", setTokenFile: writeFile(t, "t", "tok")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
-	if _, err := driver.Open(context.Background(), Type, driver.Settings{}); err == nil || !strings.Contains(err.Error(), "vault backend") {
+	if _, err := backend.Open(context.Background(), Type, backend.Settings{}); err == nil || !strings.Contains(err.Error(), "vault backend") {
 		t.Fatalf("open without settings: %v", err)
 	}
 }
@@ -139,16 +139,16 @@ func TestMapError(t *testing.T) {
 		sentinel error
 		want     string
 	}{
-		{"403", resp(403, "1 error occurred:\n\t* permission denied\n\n"), false, driver.ErrDenied, "op: permission denied (HTTP 403)"},
-		{"403 vault", resp(403, "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"), false, driver.ErrDenied, "op: permission denied; invalid token (HTTP 403)"},
-		{"404 empty", resp(404), false, driver.ErrNotFound, "op: not found (HTTP 404)"},
-		{"400 read", resp(400, "bad version"), false, driver.ErrInvalidRef, "op: bad version (HTTP 400)"},
-		{"400 login", resp(400, "invalid role or secret ID"), true, driver.ErrDenied, "op: invalid role or secret ID (HTTP 400)"},
-		{"503", resp(503, "Vault is sealed"), false, driver.ErrUnavailable, "op: Vault is sealed (HTTP 503)"},
-		{"429", resp(429, "rate limit quota exceeded"), false, driver.ErrUnavailable, "(HTTP 429)"},
-		{"echoed secret", resp(400, `invalid secret_id "s3cr3t-id-value"`), true, driver.ErrDenied, `invalid secret_id "[redacted]"`},
-		{"raw body", &api.ResponseError{StatusCode: 502, RawError: true, Errors: []string{"<html>\n<h1>Bad gateway</h1>"}}, false, driver.ErrUnavailable, "non-JSON answer: <html>; <h1>Bad gateway</h1>"},
-		{"transport", &url.Error{Op: "Get", URL: "https://v/v1/secret/data/x?version=2", Err: syscall.ECONNREFUSED}, false, driver.ErrUnavailable, "op: connection refused"},
+		{"403", resp(403, "1 error occurred:\n\t* permission denied\n\n"), false, backend.ErrDenied, "op: permission denied (HTTP 403)"},
+		{"403 vault", resp(403, "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"), false, backend.ErrDenied, "op: permission denied; invalid token (HTTP 403)"},
+		{"404 empty", resp(404), false, backend.ErrNotFound, "op: not found (HTTP 404)"},
+		{"400 read", resp(400, "bad version"), false, backend.ErrInvalidRef, "op: bad version (HTTP 400)"},
+		{"400 login", resp(400, "invalid role or secret ID"), true, backend.ErrDenied, "op: invalid role or secret ID (HTTP 400)"},
+		{"503", resp(503, "Vault is sealed"), false, backend.ErrUnavailable, "op: Vault is sealed (HTTP 503)"},
+		{"429", resp(429, "rate limit quota exceeded"), false, backend.ErrUnavailable, "(HTTP 429)"},
+		{"echoed secret", resp(400, `invalid secret_id "s3cr3t-id-value"`), true, backend.ErrDenied, `invalid secret_id "[redacted]"`},
+		{"raw body", &api.ResponseError{StatusCode: 502, RawError: true, Errors: []string{"<html>\n<h1>Bad gateway</h1>"}}, false, backend.ErrUnavailable, "non-JSON answer: <html>; <h1>Bad gateway</h1>"},
+		{"transport", &url.Error{Op: "Get", URL: "https://v/v1/secret/data/x?version=2", Err: syscall.ECONNREFUSED}, false, backend.ErrUnavailable, "op: connection refused"},
 	} {
 		err := mapError(ctx, "op", tc.err, tc.login, []string{"s3cr3t-id-value"})
 		if !errors.Is(err, tc.sentinel) {
@@ -165,11 +165,11 @@ func TestMapError(t *testing.T) {
 	done, cancel := context.WithCancel(ctx)
 	cancel()
 	err := mapError(done, "op", context.Canceled, false, nil)
-	if !errors.Is(err, driver.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+	if !errors.Is(err, backend.ErrUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("ended context: %v", err)
 	}
 	err = mapError(ctx, "op", &url.Error{Op: "Get", URL: "u", Err: context.DeadlineExceeded}, false, nil)
-	if !errors.Is(err, driver.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, backend.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("client timeout: %v", err)
 	}
 	if statusOf(resp(403)) != 0 || statusOf(mapError(ctx, "op", resp(403), false, nil)) != 403 {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // The tests in this file run against the fake, or a real server when
@@ -27,7 +27,7 @@ func TestGet_KV2WholeDocument(t *testing.T) {
 	b := e.open(t, e.settings())
 	want := `{"opts":{"a":["x",2],"z":"1"},"password":"p<&>w","port":5432,"ratio":1.5,"tls":true,"user":"app"}`
 	for range 3 { // reusable secrets must answer the same bytes every time
-		s, err := get(t, b, driver.Ref{Name: e.path("app/db")})
+		s, err := get(t, b, backend.Ref{Name: e.path("app/db")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +48,7 @@ func TestGet_KV2Field(t *testing.T) {
 	for field, want := range map[string]string{
 		"user": "app", "port": "5432", "tls": "true", "opts": `{"a":"x","b":1}`, "none": "null",
 	} {
-		if got := mustGet(t, b, driver.Ref{Name: e.path("f"), Field: field}); got != want {
+		if got := mustGet(t, b, backend.Ref{Name: e.path("f"), Field: field}); got != want {
 			t.Errorf("field %s = %q, want %q", field, got, want)
 		}
 	}
@@ -60,8 +60,8 @@ func TestGet_MissingFieldAndPath(t *testing.T) {
 	e.put(t, "f", map[string]any{"user": "app", "password": "hunter2-value"})
 	b := e.open(t, e.settings())
 
-	_, err := get(t, b, driver.Ref{Name: e.path("f"), Field: "pass"})
-	if !errors.Is(err, driver.ErrNotFound) {
+	_, err := get(t, b, backend.Ref{Name: e.path("f"), Field: "pass"})
+	if !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("missing field: %v, want ErrNotFound", err)
 	}
 	msg := err.Error()
@@ -72,8 +72,8 @@ func TestGet_MissingFieldAndPath(t *testing.T) {
 		t.Errorf("error leaks a value: %s", msg)
 	}
 
-	_, err = get(t, b, driver.Ref{Name: e.path("nothing/here")})
-	if !errors.Is(err, driver.ErrNotFound) || !strings.Contains(err.Error(), e.path("nothing/here")) {
+	_, err = get(t, b, backend.Ref{Name: e.path("nothing/here")})
+	if !errors.Is(err, backend.ErrNotFound) || !strings.Contains(err.Error(), e.path("nothing/here")) {
 		t.Fatalf("missing path: %v, want ErrNotFound naming the path", err)
 	}
 }
@@ -87,7 +87,7 @@ func TestGet_KV2Versions(t *testing.T) {
 	b := e.open(t, e.settings())
 	name := e.path("v")
 	for ver, want := range map[uint64]string{0: "three", 1: "one", 2: "two", 3: "three"} {
-		s, err := get(t, b, driver.Ref{Name: name, Version: ver, Field: "v"})
+		s, err := get(t, b, backend.Ref{Name: name, Version: ver, Field: "v"})
 		if err != nil {
 			t.Fatalf("version %d: %v", ver, err)
 		}
@@ -99,7 +99,7 @@ func TestGet_KV2Versions(t *testing.T) {
 			t.Errorf("version %d: got %q (version %d), want %q (version %d)", ver, s.Value, s.Version, want, wantVer)
 		}
 	}
-	if _, err := get(t, b, driver.Ref{Name: name, Version: 9}); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := get(t, b, backend.Ref{Name: name, Version: 9}); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("version 9: %v, want ErrNotFound", err)
 	}
 
@@ -115,8 +115,8 @@ func TestGet_KV2Versions(t *testing.T) {
 		t.Fatal(err)
 	}
 	for ver, state := range map[uint64]string{1: "deleted", 0: "deleted", 3: "deleted", 2: "destroyed"} {
-		_, err := get(t, b, driver.Ref{Name: name, Version: ver})
-		if !errors.Is(err, driver.ErrNotFound) || !strings.Contains(err.Error(), state) {
+		_, err := get(t, b, backend.Ref{Name: name, Version: ver})
+		if !errors.Is(err, backend.ErrNotFound) || !strings.Contains(err.Error(), state) {
 			t.Errorf("version %d: %v, want ErrNotFound saying %s", ver, err, state)
 		}
 	}
@@ -131,25 +131,25 @@ func TestGet_KV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := e.open(t, e.settings(setMount, mount, setKVVersion, "1"))
-	if got := mustGet(t, b, driver.Ref{Name: "app/cfg"}); got != `{"a":1.50,"b":"x"}` {
+	if got := mustGet(t, b, backend.Ref{Name: "app/cfg"}); got != `{"a":1.50,"b":"x"}` {
 		t.Fatalf("whole document %s", got)
 	}
-	s, err := get(t, b, driver.Ref{Name: "app/cfg", Field: "b"})
+	s, err := get(t, b, backend.Ref{Name: "app/cfg", Field: "b"})
 	if err != nil || string(s.Value) != "x" || s.Version != 0 {
 		t.Fatalf("field: %q version %d %v", s.Value, s.Version, err)
 	}
-	if _, err := get(t, b, driver.Ref{Name: "app/cfg", Version: 1}); !errors.Is(err, driver.ErrInvalidRef) {
+	if _, err := get(t, b, backend.Ref{Name: "app/cfg", Version: 1}); !errors.Is(err, backend.ErrInvalidRef) {
 		t.Fatalf("pinned version on KV v1: %v, want ErrInvalidRef", err)
 	}
-	if _, err := get(t, b, driver.Ref{Name: "app/none"}); !errors.Is(err, driver.ErrNotFound) {
+	if _, err := get(t, b, backend.Ref{Name: "app/none"}); !errors.Is(err, backend.ErrNotFound) {
 		t.Fatalf("missing: %v, want ErrNotFound", err)
 	}
 
 	// The same mount read as KV v1 when it is v2 says how to fix it.
 	v1 := e.open(t, e.settings(setKVVersion, "1"))
 	e.put(t, "v2doc", map[string]any{"a": "b"})
-	_, err = get(t, v1, driver.Ref{Name: e.path("v2doc")})
-	if !errors.Is(err, driver.ErrNotFound) || !strings.Contains(err.Error(), "kv_version=2") {
+	_, err = get(t, v1, backend.Ref{Name: e.path("v2doc")})
+	if !errors.Is(err, backend.ErrNotFound) || !strings.Contains(err.Error(), "kv_version=2") {
 		t.Fatalf("v1 read of a v2 mount: %v, want a hint to set kv_version=2", err)
 	}
 }
@@ -172,11 +172,11 @@ func TestGet_Namespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := e.open(t, e.settings(setNamespace, ns, setMount, mount))
-	if got := mustGet(t, b, driver.Ref{Name: "in/ns", Field: "where"}); got != "ns" {
+	if got := mustGet(t, b, backend.Ref{Name: "in/ns", Field: "where"}); got != "ns" {
 		t.Fatalf("got %q", got)
 	}
 	root := e.open(t, e.settings(setMount, mount))
-	if _, err := get(t, root, driver.Ref{Name: "in/ns"}); err == nil {
+	if _, err := get(t, root, backend.Ref{Name: "in/ns"}); err == nil {
 		t.Fatal("read without the namespace setting succeeded")
 	}
 }
@@ -188,7 +188,7 @@ func TestGet_PathTemplateAndLabelOverride(t *testing.T) {
 	e.put(t, "web/db", map[string]any{"v": "per-stack"})
 	e.put(t, "team-a/db", map[string]any{"v": "per-team"})
 	e.put(t, "override", map[string]any{"v": "label"})
-	ref := driver.Ref{Name: "db", Secret: "web_db", Stack: "web", Service: "api", Field: "v",
+	ref := backend.Ref{Name: "db", Secret: "web_db", Stack: "web", Service: "api", Field: "v",
 		Labels: map[string]string{"team": "team-a"}}
 
 	perService := e.open(t, e.settings(setPathTemplate, e.prefix+"{{.Stack}}/{{.Service}}/{{.Name}}"))
@@ -217,7 +217,7 @@ func TestGet_PathTemplateAndLabelOverride(t *testing.T) {
 	}
 	noTeam := ref
 	noTeam.Labels = nil
-	if _, err := get(t, perTeam, noTeam); !errors.Is(err, driver.ErrInvalidRef) || !strings.Contains(err.Error(), "team") {
+	if _, err := get(t, perTeam, noTeam); !errors.Is(err, backend.ErrInvalidRef) || !strings.Contains(err.Error(), "team") {
 		t.Fatalf("missing label: %v, want ErrInvalidRef naming it", err)
 	}
 }
@@ -226,11 +226,11 @@ func TestGet_BadPaths(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	b := e.open(t, e.settings())
-	for _, ref := range []driver.Ref{
+	for _, ref := range []backend.Ref{
 		{Name: "a/../b"}, {Name: "/abs"}, {Name: "a//b"}, {Name: "a/"}, {Name: ""}, {Name: "a/./b"},
 		{Name: "ok", Path: "x/../../sys"}, {Name: "ok", Path: "x?version=1"},
 	} {
-		if _, err := get(t, b, ref); !errors.Is(err, driver.ErrInvalidRef) {
+		if _, err := get(t, b, ref); !errors.Is(err, backend.ErrInvalidRef) {
 			t.Errorf("%+v: %v, want ErrInvalidRef", ref, err)
 		}
 	}
@@ -243,11 +243,11 @@ func TestGet_PermissionDenied(t *testing.T) {
 	e.put(t, "refused", map[string]any{"v": "no"})
 	tok := e.limitedToken(t, "allowed")
 	b := e.open(t, e.settings(setTokenFile, writeFile(t, "token", tok)))
-	if got := mustGet(t, b, driver.Ref{Name: e.path("allowed"), Field: "v"}); got != "yes" {
+	if got := mustGet(t, b, backend.Ref{Name: e.path("allowed"), Field: "v"}); got != "yes" {
 		t.Fatalf("allowed: %q", got)
 	}
-	_, err := get(t, b, driver.Ref{Name: e.path("refused")})
-	if !errors.Is(err, driver.ErrDenied) {
+	_, err := get(t, b, backend.Ref{Name: e.path("refused")})
+	if !errors.Is(err, backend.ErrDenied) {
 		t.Fatalf("refused: %v, want ErrDenied", err)
 	}
 	if strings.Contains(err.Error(), tok) || !strings.Contains(err.Error(), "token_file") {
@@ -259,7 +259,7 @@ func TestGet_TokenFileRotation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.put(t, "r", map[string]any{"v": "ok"})
-	ref := driver.Ref{Name: e.path("r"), Field: "v"}
+	ref := backend.Ref{Name: e.path("r"), Field: "v"}
 	first := e.limitedToken(t, "r")
 	file := writeFile(t, "token", first)
 	b := e.open(t, e.settings(setTokenFile, file))

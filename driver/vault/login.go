@@ -9,8 +9,7 @@ import (
 	"time"
 
 	api "github.com/openbao/openbao/api/v2"
-
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // method is how the backend gets a token.
@@ -136,7 +135,7 @@ func loginAt(ctx context.Context, c *api.Client, kind, path string, body map[str
 		return grant{}, loginError(ctx, op, err, creds...)
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
-		return grant{}, fmt.Errorf("%w: %s: the answer carries no token (check the %s_mount setting)", driver.ErrDenied, op, kind)
+		return grant{}, fmt.Errorf("%w: %s: the answer carries no token (check the %s_mount setting)", backend.ErrDenied, op, kind)
 	}
 	return grant{
 		token:     sec.Auth.ClientToken,

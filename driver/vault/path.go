@@ -8,7 +8,7 @@ import (
 	"text/template/parse"
 	"unicode"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // templateData is what path_template sees. Field names are part of the
@@ -55,7 +55,7 @@ func parsePathTemplate(src string) (*pathTemplate, error) {
 }
 
 // execute renders the path for ref.
-func (p *pathTemplate) execute(ref driver.Ref) (string, error) {
+func (p *pathTemplate) execute(ref backend.Ref) (string, error) {
 	labels := ref.Labels
 	if labels == nil {
 		labels = map[string]string{}
@@ -63,7 +63,7 @@ func (p *pathTemplate) execute(ref driver.Ref) (string, error) {
 	var b strings.Builder
 	err := p.t.Execute(&b, templateData{Name: ref.Name, Secret: ref.Secret, Stack: ref.Stack, Service: ref.Service, Labels: labels})
 	if err != nil {
-		return "", fmt.Errorf("%w: path_template: %w", driver.ErrInvalidRef, err)
+		return "", fmt.Errorf("%w: path_template: %w", backend.ErrInvalidRef, err)
 	}
 	return b.String(), nil
 }

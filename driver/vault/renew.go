@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Renewer timing. A lease is renewed at two thirds of its life, which leaves
@@ -119,7 +119,7 @@ func (a *auth) renew(ctx context.Context, s *session) error {
 	if sec == nil || sec.Auth == nil {
 		// An answer without a lease cannot be scheduled: treat it as a
 		// refusal, so the next step logs in.
-		return &callError{sentinel: driver.ErrDenied, status: 200, msg: "renew token: the answer carries no lease"}
+		return &callError{sentinel: backend.ErrDenied, status: 200, msg: "renew token: the answer carries no lease"}
 	}
 	ttl, _ := sec.TokenTTL()
 	renewable, _ := sec.TokenIsRenewable()

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Unit tests of how a request becomes a KV path (path.go) and a KV document
@@ -58,11 +58,11 @@ func TestPathTemplate_Execute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := p.execute(driver.Ref{Name: "db", Stack: "web", Service: "api", Labels: map[string]string{"team": "a"}})
+	got, err := p.execute(backend.Ref{Name: "db", Stack: "web", Service: "api", Labels: map[string]string{"team": "a"}})
 	if err != nil || got != "web/a/api/db" {
 		t.Fatalf("got %q, %v", got, err)
 	}
-	if _, err := p.execute(driver.Ref{Name: "db"}); !errors.Is(err, driver.ErrInvalidRef) {
+	if _, err := p.execute(backend.Ref{Name: "db"}); !errors.Is(err, backend.ErrInvalidRef) {
 		t.Fatalf("missing label: %v, want ErrInvalidRef", err)
 	}
 }
@@ -83,7 +83,7 @@ func TestRender(t *testing.T) {
 		}
 	}
 	_, err = render(doc, "missing")
-	if !errors.Is(err, driver.ErrNotFound) || strings.Contains(err.Error(), "last") || !strings.Contains(err.Error(), `"html"`) {
+	if !errors.Is(err, backend.ErrNotFound) || strings.Contains(err.Error(), "last") || !strings.Contains(err.Error(), `"html"`) {
 		t.Fatalf("missing field: %v", err)
 	}
 }

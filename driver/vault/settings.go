@@ -11,7 +11,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Settings keys of the vault backend. Every value is a string, as plugin
@@ -79,7 +79,7 @@ func knownSettings() []string {
 
 // parseSettings checks every setting and fills in defaults. It reads no
 // file: checkFiles does, at open.
-func parseSettings(s driver.Settings) (config, error) {
+func parseSettings(s backend.Settings) (config, error) {
 	known := knownSettings()
 	var unknown []string
 	for k := range s {
@@ -145,7 +145,7 @@ func parseSettings(s driver.Settings) (config, error) {
 	return c, c.checkAuth(s)
 }
 
-func (c config) checkAuth(s driver.Settings) error {
+func (c config) checkAuth(s backend.Settings) error {
 	mine, ok := authSettings[c.auth]
 	if !ok {
 		return fmt.Errorf("setting %q must be token, approle or jwt, not %q", setAuth, c.auth)
@@ -204,15 +204,15 @@ func (c config) checkFiles() error {
 func readCredential(key, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("%w: setting %q: cannot read %q: %w", driver.ErrDenied, key, path, unwrapPath(err))
+		return "", fmt.Errorf("%w: setting %q: cannot read %q: %w", backend.ErrDenied, key, path, unwrapPath(err))
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
-		return "", fmt.Errorf("%w: setting %q: file %q is empty", driver.ErrDenied, key, path)
+		return "", fmt.Errorf("%w: setting %q: file %q is empty", backend.ErrDenied, key, path)
 	}
 	if strings.IndexFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 		// The api client refuses such a token outright; say which file.
-		return "", fmt.Errorf("%w: setting %q: file %q holds non-printable characters (a binary file?)", driver.ErrDenied, key, path)
+		return "", fmt.Errorf("%w: setting %q: file %q holds non-printable characters (a binary file?)", backend.ErrDenied, key, path)
 	}
 	return v, nil
 }

@@ -6,12 +6,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/vault/vaulttest"
 )
 
 func TestParseSettings_Defaults(t *testing.T) {
-	c, err := parseSettings(driver.Settings{setAddress: "https://vault:8200", setTokenFile: "/t"})
+	c, err := parseSettings(backend.Settings{setAddress: "https://vault:8200", setTokenFile: "/t"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,15 +19,15 @@ func TestParseSettings_Defaults(t *testing.T) {
 		c.jwtMount != "jwt" || c.namespace != "" || c.tmpl.varies {
 		t.Fatalf("defaults: %+v", c)
 	}
-	c, err = parseSettings(driver.Settings{setAddress: "http://v", setTokenFile: "/t", setMount: "/kv/team/", setNamespace: "/a/b/"})
+	c, err = parseSettings(backend.Settings{setAddress: "http://v", setTokenFile: "/t", setMount: "/kv/team/", setNamespace: "/a/b/"})
 	if err != nil || c.mount != "kv/team" || c.namespace != "a/b" {
 		t.Fatalf("trimmed: %+v %v", c, err)
 	}
 }
 
 func TestParseSettings_Errors(t *testing.T) {
-	base := func(kv ...string) driver.Settings {
-		s := driver.Settings{setAddress: "https://vault:8200", setTokenFile: "/t"}
+	base := func(kv ...string) backend.Settings {
+		s := backend.Settings{setAddress: "https://vault:8200", setTokenFile: "/t"}
 		for i := 0; i+1 < len(kv); i += 2 {
 			if kv[i+1] == "-" {
 				delete(s, kv[i])
@@ -39,7 +39,7 @@ func TestParseSettings_Errors(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		s    driver.Settings
+		s    backend.Settings
 		want []string
 	}{
 		{"unknown", base("tokn_file", "/x", "zzz", "1"), []string{`unknown settings "tokn_file", "zzz"`, "token_file"}},
@@ -76,17 +76,17 @@ func TestOpen_CredentialFiles(t *testing.T) {
 	missing := filepath.Join(dir, "nope")
 	empty := writeFile(t, "empty", "")
 	for _, tc := range []struct {
-		s    driver.Settings
+		s    backend.Settings
 		want []string
 	}{
-		{driver.Settings{setTokenFile: missing}, []string{`"token_file"`, missing, "no such file"}},
-		{driver.Settings{setTokenFile: empty}, []string{`"token_file"`, empty, "empty"}},
-		{driver.Settings{setAuth: "approle", setRoleIDFile: writeFile(t, "r", "role"), setSecretIDFile: missing}, []string{`"secret_id_file"`, missing}},
-		{driver.Settings{setAuth: "jwt", setJWTRole: "r", setJWTFile: missing}, []string{`"jwt_file"`, missing}},
+		{backend.Settings{setTokenFile: missing}, []string{`"token_file"`, missing, "no such file"}},
+		{backend.Settings{setTokenFile: empty}, []string{`"token_file"`, empty, "empty"}},
+		{backend.Settings{setAuth: "approle", setRoleIDFile: writeFile(t, "r", "role"), setSecretIDFile: missing}, []string{`"secret_id_file"`, missing}},
+		{backend.Settings{setAuth: "jwt", setJWTRole: "r", setJWTFile: missing}, []string{`"jwt_file"`, missing}},
 	} {
 		tc.s[setAddress] = "http://127.0.0.1:1"
 		_, err := openBackend(tc.s)
-		if !errors.Is(err, driver.ErrDenied) {
+		if !errors.Is(err, backend.ErrDenied) {
 			t.Errorf("%v: %v, want ErrDenied", tc.s, err)
 			continue
 		}
@@ -96,7 +96,7 @@ func TestOpen_CredentialFiles(t *testing.T) {
 			}
 		}
 	}
-	_, err := openBackend(driver.Settings{setAddress: "https://v", setTokenFile: writeFile(t, "t", "x"), setTLSCA: missing})
+	_, err := openBackend(backend.Settings{setAddress: "https://v", setTokenFile: writeFile(t, "t", "x"), setTLSCA: missing})
 	if err == nil || !strings.Contains(err.Error(), `"tls_ca"`) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing CA: %v", err)
 	}
@@ -117,16 +117,16 @@ func TestTLS(t *testing.T) {
 	otherCAFile := otherCA.WriteCA(t, t.TempDir())
 	strangerCert, strangerKey := vaulttest.WriteCert(t, t.TempDir(), "stranger", otherCA.Issue(t, "stranger"))
 	tokenFile := writeFile(t, "token", fake.RootToken())
-	ref := driver.Ref{Name: "app", Field: "v"}
+	ref := backend.Ref{Name: "app", Field: "v"}
 
-	settings := func(kv ...string) driver.Settings {
-		s := driver.Settings{setAddress: fake.URL, setTokenFile: tokenFile}
+	settings := func(kv ...string) backend.Settings {
+		s := backend.Settings{setAddress: fake.URL, setTokenFile: tokenFile}
 		for i := 0; i+1 < len(kv); i += 2 {
 			s[kv[i]] = kv[i+1]
 		}
 		return s
 	}
-	openT := func(s driver.Settings) *backend {
+	openT := func(s backend.Settings) *kvBackend {
 		b, err := openBackend(s)
 		if err != nil {
 			t.Fatal(err)
@@ -142,7 +142,7 @@ func TestTLS(t *testing.T) {
 	named := openT(settings(setTLSCA, caFile, setTLSCert, certFile, setTLSKey, keyFile, setTLSServerName, "vault.internal"))
 	mustGet(t, named, ref)
 
-	for name, s := range map[string]driver.Settings{
+	for name, s := range map[string]backend.Settings{
 		"wrong server name": settings(setTLSCA, caFile, setTLSCert, certFile, setTLSKey, keyFile, setTLSServerName, "other.internal"),
 		"no client cert":    settings(setTLSCA, caFile),
 		"untrusted client":  settings(setTLSCA, caFile, setTLSCert, strangerCert, setTLSKey, strangerKey),
@@ -150,7 +150,7 @@ func TestTLS(t *testing.T) {
 		"system roots only": settings(setTLSCert, certFile, setTLSKey, keyFile),
 	} {
 		_, err := get(t, openT(s), ref)
-		if !errors.Is(err, driver.ErrUnavailable) {
+		if !errors.Is(err, backend.ErrUnavailable) {
 			t.Errorf("%s: %v, want ErrUnavailable", name, err)
 		}
 	}

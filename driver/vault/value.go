@@ -11,19 +11,18 @@ import (
 	"strings"
 
 	api "github.com/openbao/openbao/api/v2"
-
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // document is one KV read: the data map and what the server said of it.
 type document struct {
 	data   map[string]any
-	where  string        // the API path read, for error text
-	secret driver.Secret // Version and Created filled in
+	where  string         // the API path read, for error text
+	secret backend.Secret // Version and Created filled in
 }
 
 // readKV reads path at version (0: latest) with s's token.
-func (b *backend) readKV(ctx context.Context, s *session, path string, version uint64) (document, error) {
+func (b *kvBackend) readKV(ctx context.Context, s *session, path string, version uint64) (document, error) {
 	if b.cfg.kvVersion == 1 {
 		return b.readV1(ctx, s, path)
 	}
@@ -33,7 +32,7 @@ func (b *backend) readKV(ctx context.Context, s *session, path string, version u
 // readV2 reads {mount}/data/{path}[?version=N]. The api client answers a
 // deleted or destroyed version with no error and nil Data (the server sends
 // a 404 that still carries the metadata); that is not found here too.
-func (b *backend) readV2(ctx context.Context, s *session, path string, version uint64) (document, error) {
+func (b *kvBackend) readV2(ctx context.Context, s *session, path string, version uint64) (document, error) {
 	kv := s.client.KVv2(b.cfg.mount)
 	where := b.cfg.mount + "/data/" + path
 	var ks *api.KVSecret
@@ -42,15 +41,15 @@ func (b *backend) readV2(ctx context.Context, s *session, path string, version u
 		ks, err = kv.Get(ctx, path)
 	} else {
 		if version > math.MaxInt32 {
-			return document{}, fmt.Errorf("%w: version %d is out of range", driver.ErrInvalidRef, version)
+			return document{}, fmt.Errorf("%w: version %d is out of range", backend.ErrInvalidRef, version)
 		}
 		ks, err = kv.GetVersion(ctx, path, int(version))
 	}
 	switch {
 	case errors.Is(err, api.ErrSecretNotFound) && version == 0:
-		return document{}, fmt.Errorf("%w: no secret at %s", driver.ErrNotFound, where)
+		return document{}, fmt.Errorf("%w: no secret at %s", backend.ErrNotFound, where)
 	case errors.Is(err, api.ErrSecretNotFound):
-		return document{}, fmt.Errorf("%w: no version %d at %s", driver.ErrNotFound, version, where)
+		return document{}, fmt.Errorf("%w: no version %d at %s", backend.ErrNotFound, version, where)
 	case err != nil:
 		return document{}, readError(ctx, "read "+where, err, s.token)
 	}
@@ -63,7 +62,7 @@ func (b *backend) readV2(ctx context.Context, s *session, path string, version u
 		if md.Destroyed {
 			state = "destroyed"
 		}
-		return document{}, fmt.Errorf("%w: version %d at %s was %s", driver.ErrNotFound, md.Version, where, state)
+		return document{}, fmt.Errorf("%w: version %d at %s was %s", backend.ErrNotFound, md.Version, where, state)
 	}
 	doc := document{data: ks.Data, where: where}
 	doc.secret.Version, doc.secret.Created = uint64(max(md.Version, 0)), md.CreatedTime
@@ -71,12 +70,12 @@ func (b *backend) readV2(ctx context.Context, s *session, path string, version u
 }
 
 // readV1 reads {mount}/{path}. KV v1 has no versions, so none is reported.
-func (b *backend) readV1(ctx context.Context, s *session, path string) (document, error) {
+func (b *kvBackend) readV1(ctx context.Context, s *session, path string) (document, error) {
 	where := b.cfg.mount + "/" + path
 	ks, err := s.client.KVv1(b.cfg.mount).Get(ctx, path)
 	switch {
 	case errors.Is(err, api.ErrSecretNotFound):
-		return document{}, fmt.Errorf("%w: no secret at %s", driver.ErrNotFound, where)
+		return document{}, fmt.Errorf("%w: no secret at %s", backend.ErrNotFound, where)
 	case err != nil:
 		return document{}, readError(ctx, "read "+where, err, s.token)
 	}
@@ -87,7 +86,7 @@ func (b *backend) readV1(ctx context.Context, s *session, path string) (document
 		if ks.Raw != nil && len(ks.Raw.Warnings) > 0 {
 			hint = fmt.Sprintf(" (server: %s; is %s a KV version 2 mount? set %s=2)", clean(ks.Raw.Warnings[0], nil), b.cfg.mount, setKVVersion)
 		}
-		return document{}, fmt.Errorf("%w: no secret at %s%s", driver.ErrNotFound, where, hint)
+		return document{}, fmt.Errorf("%w: no secret at %s%s", backend.ErrNotFound, where, hint)
 	}
 	return document{data: ks.Data, where: where}, nil
 }
@@ -103,7 +102,7 @@ func render(doc document, field string) ([]byte, error) {
 	}
 	v, ok := doc.data[field]
 	if !ok {
-		return nil, fmt.Errorf("%w: no field %q in %s (fields: %s)", driver.ErrNotFound, field, doc.where, fieldNames(doc.data))
+		return nil, fmt.Errorf("%w: no field %q in %s (fields: %s)", backend.ErrNotFound, field, doc.where, fieldNames(doc.data))
 	}
 	if s, ok := v.(string); ok {
 		return []byte(s), nil
@@ -118,7 +117,7 @@ func encode(v any) ([]byte, error) {
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("%w: the value cannot be written as JSON", driver.ErrCorrupt)
+		return nil, fmt.Errorf("%w: the value cannot be written as JSON", backend.ErrCorrupt)
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

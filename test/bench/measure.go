@@ -17,11 +17,11 @@ import (
 // same machine: the throughput ratio is the median of the pairs' ratios,
 // and the percentiles pool all slices of a backend.
 func measureThroughput(ctx context.Context, cfg config, st *stores, sockDir string, rep *report) error {
-	in, err := st.instance(ctx, cfg.tputN)
+	in, err := st.env(ctx, cfg.tputN)
 	if err != nil {
 		return err
 	}
-	null, err := startServer(sockDir, "null", nullInstance, cfg.conc)
+	null, err := startServer(sockDir, "null", nullEnv, cfg.conc)
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func measureLatency(ctx context.Context, cfg config, st *stores, sockDir string,
 	}()
 	// The null backend joins the mix as a reference: what the store adds
 	// to a request is the difference.
-	null, err := startServer(sockDir, "lat-null", nullInstance, 1)
+	null, err := startServer(sockDir, "lat-null", nullEnv, 1)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func measureLatency(ctx context.Context, cfg config, st *stores, sockDir string,
 	ts := []target{null.target(cfg.tputN, true)}
 	first := map[int]time.Duration{}
 	for _, n := range cfg.sizes {
-		in, err := st.instance(ctx, n)
+		in, err := st.env(ctx, n)
 		if err != nil {
 			return err
 		}

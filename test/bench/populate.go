@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	srvpkg "github.com/swarmkeep/swarmkeep/driver/server"
 	"github.com/swarmkeep/swarmkeep/driver/store" // also registers the "file" backend
 )
 
@@ -60,14 +60,13 @@ func newStores(dir string, workers int, shm bool, log func(string, ...any)) (*st
 	return s, nil
 }
 
-// instance is the driver configuration of the n-record store, as the real
-// binary builds it from STORE_DIR and KEY_FILE.
-func (s *stores) instance(ctx context.Context, n int) (driver.Instance, error) {
+// env is the serve settings of the n-record store: STORE_DIR and KEY_FILE.
+func (s *stores) env(ctx context.Context, n int) (map[string]string, error) {
 	dir, err := s.get(ctx, n)
 	if err != nil {
-		return driver.Instance{}, err
+		return nil, err
 	}
-	return driver.Instance{Name: "local", Type: "file", Settings: driver.Settings{"dir": dir, "key_file": s.key}}, nil
+	return map[string]string{srvpkg.EnvStoreDir: dir, srvpkg.EnvKeyFile: s.key}, nil
 }
 
 // get returns the directory of a store holding names 0..n-1, filling it on

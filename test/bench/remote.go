@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,10 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/cache"
 	"github.com/swarmkeep/swarmkeep/driver/etcdstore"
 	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
+	srvpkg "github.com/swarmkeep/swarmkeep/driver/server"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 	"github.com/swarmkeep/swarmkeep/driver/vault"
 	"github.com/swarmkeep/swarmkeep/driver/vault/vaulttest"
@@ -39,12 +41,12 @@ type remote struct {
 	etcd     *etcdtest.Cluster
 	etcdSkip string // why the etcd figures are skipped, or ""
 	etcdErr  error  // etcd could not be set up
-	etcdSet  driver.Settings
+	etcdSet  backend.Settings
 
 	vault    *vaulttest.Server
 	vaultTB  *benchTB
 	vaultErr error
-	vaultSet driver.Settings
+	vaultSet backend.Settings
 }
 
 // newRemote starts both backends and fills them. A backend that cannot be
@@ -69,7 +71,7 @@ func (r *remote) startEtcd(ctx context.Context) error {
 		return err
 	}
 	r.etcd = c
-	r.etcdSet = driver.Settings{
+	r.etcdSet = backend.Settings{
 		etcdstore.SettingEndpoints: strings.Join(c.Endpoints(), ","),
 		etcdstore.SettingPrefix:    "/bench/",
 		etcdstore.SettingKeyFile:   r.key,
@@ -122,7 +124,7 @@ func (r *remote) startVault() (err error) {
 	if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {
 		return err
 	}
-	r.vaultSet = driver.Settings{"address": r.vault.URL, "token_file": file}
+	r.vaultSet = backend.Settings{"address": r.vault.URL, "token_file": file}
 	return nil
 }
 
@@ -148,16 +150,6 @@ func (r *remote) unusable(kind string) (skip string, err error) {
 	return "", r.vaultErr
 }
 
-// cacheOptions are the binary's defaults for a remote instance
-// (plugin/backends.go, takeCache) with the driver's default timeout, and
-// ttl as cache_ttl.
-func cacheOptions(ttl time.Duration) cache.Options {
-	return cache.Options{
-		TTL: ttl, NegativeTTL: 5 * time.Second, MaxStale: time.Hour, RetryAfter: 2 * time.Second,
-		MaxEntries: 10000, Timeout: min(2*time.Second, driver.DefaultTimeout*2/5),
-	}
-}
-
 // remoteServer serves one remote backend the way the binary does (driver,
 // cache with last-known-good copies on disk, lazy opener, backend), plus,
 // when asked, a call counter between the cache and the lazy opener.
@@ -176,35 +168,30 @@ func (r *remote) startRemote(sockDir, name, kind string, ttl time.Duration, conn
 	if kind == kindVault {
 		set = r.vaultSet
 	}
-	var wrapErr error
-	in := driver.Instance{Name: kind, Type: kind, Settings: set, Wrap: func(inner driver.Backend) driver.Backend {
-		if count {
-			inner = &countingBackend{Backend: inner, n: &rs.calls}
-		}
-		o := cacheOptions(ttl)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		lkg, err := cache.OpenLKGStore(ctx, filepath.Join(r.dir, "lkg", name), store.KeyFile(r.key))
-		cancel()
-		if err != nil {
-			wrapErr = err
-			return inner
-		}
-		o.LKG = cache.NewStoreLKG(lkg)
-		c, err := cache.New(inner, o)
-		if err != nil {
-			wrapErr = errors.Join(err, lkg.Close())
-			return inner
-		}
-		rs.cache = c
-		return &cachedBackend{Cache: c, lkg: lkg}
-	}}
-	srv, err := startServer(sockDir, name, in, conns)
-	if err == nil && wrapErr != nil {
-		err = fmt.Errorf("%s: cache: %w", name, errors.Join(wrapErr, srv.Close()))
+	q := url.Values{"cache_ttl": {ttl.String()}}
+	for k, v := range set {
+		q.Set(k, v)
 	}
+	env := map[string]string{
+		srvpkg.EnvBackends: kind + ":" + kind + "?" + q.Encode(), srvpkg.EnvKeyFile: r.key,
+		srvpkg.EnvLKGDir: filepath.Join(r.dir, "lkg", name),
+	}
+	var instrument func(string, backend.Backend) backend.Backend
+	if count {
+		instrument = func(_ string, inner backend.Backend) backend.Backend {
+			return &countingBackend{Backend: inner, n: &rs.calls}
+		}
+	}
+	srv, err := startServerWith(sockDir, name, env, conns, instrument)
 	if err != nil {
 		return nil, err
 	}
+	c, ok := srv.srv.Cache(kind)
+	if !ok {
+		srv.Close()
+		return nil, fmt.Errorf("%s: no cache in front of %s", name, kind)
+	}
+	rs.cache = c
 	rs.server = srv
 	return rs, nil
 }
@@ -232,21 +219,13 @@ func (rs *remoteServer) waitLKG(ctx context.Context, n int) error {
 	}
 }
 
-// cachedBackend closes the LKG store after the cache, as plugin/wire.go's.
-type cachedBackend struct {
-	*cache.Cache
-	lkg *store.Store
-}
-
-func (c *cachedBackend) Close() error { return errors.Join(c.Cache.Close(), c.lkg.Close()) }
-
 // countingBackend counts the calls that reach the backend.
 type countingBackend struct {
-	driver.Backend
+	backend.Backend
 	n *atomic.Int64
 }
 
-func (c *countingBackend) Get(ctx context.Context, ref driver.Ref) (driver.Secret, error) {
+func (c *countingBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
 	c.n.Add(1)
 	return c.Backend.Get(ctx, ref)
 }

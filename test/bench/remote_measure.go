@@ -68,12 +68,12 @@ func measureRemoteWarm(ctx context.Context, cfg config, r *remote, sockDir strin
 func loadWarm(ctx context.Context, cfg config, r *remote, kinds []string, sockDir string) (sliced, error) {
 	// A second null server takes its turns too: its ratio to the first,
 	// the same code, shows how far the machine's noise alone moves one.
-	null, err := startServer(sockDir, "remote-null", nullInstance, cfg.conc)
+	null, err := startServer(sockDir, "remote-null", nullEnv, cfg.conc)
 	if err != nil {
 		return sliced{}, err
 	}
 	defer null.Close()
-	null2, err := startServer(sockDir, "remote-null2", nullInstance, cfg.conc)
+	null2, err := startServer(sockDir, "remote-null2", nullEnv, cfg.conc)
 	if err != nil {
 		return sliced{}, err
 	}

@@ -13,34 +13,35 @@ import (
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
+	srvpkg "github.com/swarmkeep/swarmkeep/driver/server"
 )
 
 // The null backend answers a fixed value at once: serving it measures
 // everything but the store (socket, HTTP, JSON, labels, deadline, encoding),
 // the baseline the store is compared with.
 func init() {
-	driver.Register("null", func(context.Context, driver.Settings) (driver.Backend, error) {
-		return nullBackend{}, nil
-	})
+	backend.Register(backend.Type{Name: "null", Caps: backend.Capabilities{Local: true},
+		Open: func(context.Context, backend.Settings) (backend.Backend, error) { return nullBackend{}, nil }})
 }
 
 type nullBackend struct{}
 
-func (nullBackend) Get(context.Context, driver.Ref) (driver.Secret, error) {
-	return driver.Secret{Value: nullValue, Version: 1}, nil
+func (nullBackend) Get(context.Context, backend.Ref) (backend.Secret, error) {
+	return backend.Secret{Value: nullValue, Version: 1}, nil
 }
 
 func (nullBackend) Close() error { return nil }
 
-// nullInstance is the null backend's configuration.
-var nullInstance = driver.Instance{Name: "local", Type: "null"}
+// nullEnv configures the null backend.
+var nullEnv = map[string]string{srvpkg.EnvBackends: "local:null"}
 
-// server is the real driver and handler, in this process, on a real unix
-// socket.
+// server is the plugin as the binary assembles it (package server), in this
+// process, on a real unix socket.
 type server struct {
 	name   string
 	sock   string
-	d      *driver.Driver
+	srv    *srvpkg.Server
 	l      net.Listener
 	served chan error
 	client *http.Client
@@ -51,21 +52,29 @@ type server struct {
 	answered, stale atomic.Int64
 }
 
-// startServer serves in on dir/name.sock and returns once the backend is
-// open, so no measurement pays for opening it.
-func startServer(dir, name string, in driver.Instance, conns int) (*server, error) {
-	return startServerWith(dir, name, in, conns, nil)
+// startServer serves the plugin configured by env (the serve command's
+// settings; the audit trail is off unless env turns it on, and the policy
+// is the built-in default unless env names a file) on dir/name.sock and
+// returns once the backend is open, so no measurement pays for opening it.
+func startServer(dir, name string, env map[string]string, conns int) (*server, error) {
+	return startServerWith(dir, name, env, conns, nil)
 }
 
-// startServerWith is startServer with extra driver options (an access
-// policy, an audit observer) applied on top of the measuring observer.
-func startServerWith(dir, name string, in driver.Instance, conns int, extra func(*driver.Options)) (*server, error) {
+// startServerWith is startServer with an instrument below the cache.
+func startServerWith(dir, name string, env map[string]string, conns int, instrument func(string, backend.Backend) backend.Backend) (*server, error) {
 	s := &server{name: name, sock: filepath.Join(dir, name+".sock"), served: make(chan error, 1)}
-	o := driver.Options{
-		Instances: []driver.Instance{in},
-		Timeout:   driver.DefaultTimeout,
-		// Stands in for the binary's log observer, which logs
-		// successes at debug level only, i.e. not at all by default.
+	set := map[string]string{
+		srvpkg.EnvSocket: s.sock, srvpkg.EnvAudit: "off", srvpkg.EnvPolicyFile: filepath.Join(dir, "no-policy.yaml"),
+		srvpkg.EnvLKGDir: filepath.Join(dir, "lkg-"+name),
+	}
+	for k, v := range env {
+		set[k] = v
+	}
+	cfg, err := srvpkg.Load(func(k string) string { return set[k] })
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	srv, err := srvpkg.New(cfg, srvpkg.Options{Version: "bench", Instrument: instrument,
 		Observer: func(ev driver.Event) {
 			switch {
 			case ev.Class != driver.ClassOK:
@@ -77,23 +86,19 @@ func startServerWith(dir, name string, in driver.Instance, conns int, extra func
 			default:
 				s.answered.Add(1)
 			}
-		},
-	}
-	if extra != nil {
-		extra(&o)
-	}
-	d, err := driver.New(o)
+		}})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	s.d = d
+	s.srv = srv
 	_ = os.Remove(s.sock)
-	if s.l, err = net.Listen("unix", s.sock); err != nil {
+	if s.l, err = srvpkg.ListenUnix(s.sock); err != nil {
+		srv.Close()
 		return nil, err
 	}
-	go func() { s.served <- driver.NewHandler(d).Serve(s.l) }()
-	opened := make(chan error, 1)
-	d.Warm(func(_ string, err error) { opened <- err })
+	go func() { s.served <- http.Serve(s.l, srv.Handler()) }()
+	opened := make(chan error, len(cfg.Backends))
+	srv.Warm(func(_ string, err error) { opened <- err })
 	select {
 	case err = <-opened:
 	case <-time.After(2 * time.Minute):
@@ -131,8 +136,8 @@ func (s *server) Close() error {
 		s.l.Close()
 		<-s.served
 	}
-	s.d.Drain(10 * time.Second)
-	err := s.d.Close()
+	s.srv.Driver().Drain(10 * time.Second)
+	err := s.srv.Close()
 	_ = os.Remove(s.sock)
 	runtime.GC()
 	return err

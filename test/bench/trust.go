@@ -6,9 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/swarmkeep/swarmkeep/driver"
-	"github.com/swarmkeep/swarmkeep/driver/audit"
-	"github.com/swarmkeep/swarmkeep/driver/policy"
+	srvpkg "github.com/swarmkeep/swarmkeep/driver/server"
 )
 
 // benchPolicy is a policy of the size an operator writes: several rules
@@ -39,7 +37,7 @@ rules:
 // trail on against the same store with both off, in one run (issue target:
 // at least 0.85x the throughput).
 func measureTrust(ctx context.Context, cfg config, st *stores, sockDir string, rep *report) error {
-	in, err := st.instance(ctx, cfg.tputN)
+	in, err := st.env(ctx, cfg.tputN)
 	if err != nil {
 		return err
 	}
@@ -47,27 +45,17 @@ func measureTrust(ctx context.Context, cfg config, st *stores, sockDir string, r
 	if err := os.WriteFile(pfile, []byte(benchPolicy), 0o600); err != nil {
 		return err
 	}
-	w, err := policy.NewWatcher(pfile, func(error) {})
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	trail, err := audit.Open(filepath.Join(sockDir, "audit", "audit.log"), audit.Options{})
-	if err != nil {
-		return err
-	}
-	defer trail.Close()
-
+	trailFile := filepath.Join(sockDir, "audit", "audit.log")
 	off, err := startServer(sockDir, "trust-off", in, cfg.conc)
 	if err != nil {
 		return err
 	}
 	defer off.Close()
-	on, err := startServerWith(sockDir, "trust-on", in, cfg.conc, func(o *driver.Options) {
-		o.Authorizer = policy.Authorizer(w)
-		measure := o.Observer
-		o.Observer = func(ev driver.Event) { trail.Observe(ev); measure(ev) }
-	})
+	onEnv := map[string]string{srvpkg.EnvPolicyFile: pfile, srvpkg.EnvAudit: "on", srvpkg.EnvAuditFile: trailFile}
+	for k, v := range in {
+		onEnv[k] = v
+	}
+	on, err := startServer(sockDir, "trust-on", onEnv, cfg.conc)
 	if err != nil {
 		return err
 	}
@@ -76,8 +64,8 @@ func measureTrust(ctx context.Context, cfg config, st *stores, sockDir string, r
 	if err != nil {
 		return err
 	}
-	if n := trail.Errors(); n > 0 {
-		return fmt.Errorf("audit trail: %d write errors, last: %v", n, trail.LastError())
+	if fi, err := os.Stat(trailFile); err != nil || fi.Size() == 0 {
+		return fmt.Errorf("audit trail not written: %v", err)
 	}
 	bo, bn := res.pooled[0], res.pooled[1]
 	c := fmt.Sprintf("c%d", cfg.conc)

@@ -1,4 +1,4 @@
-package driver
+package backend
 
 import (
 	"context"
@@ -6,19 +6,6 @@ import (
 	"sync"
 	"time"
 )
-
-// Instance is one configured backend: a name that secrets pick with the
-// swarmkeep.backend label, a registered type and that type's settings.
-type Instance struct {
-	Name     string
-	Type     string
-	Settings Settings
-	// Wrap, when set, wraps the instance's backend, for example in a cache.
-	// It wraps the lazy opener, so the wrapper answers (say, from a
-	// last-known-good copy) even while the backend cannot be opened. The
-	// wrapper's Close must close the backend it wraps.
-	Wrap func(Backend) Backend
-}
 
 const (
 	// openTimeout bounds one attempt to open a backend. The attempt runs
@@ -30,11 +17,12 @@ const (
 	retryAfter = 2 * time.Second
 )
 
-// lazyBackend opens its backend on first use and again after a failure, so a
+// Lazy opens its backend on first use and again after a failure, so a
 // store created after the plugin started, or a backend that comes back, is
-// picked up without a restart.
-type lazyBackend struct {
-	Instance
+// picked up without a restart. It is itself a Backend.
+type Lazy struct {
+	typ      string
+	settings Settings
 
 	mu      sync.Mutex
 	b       Backend
@@ -44,12 +32,13 @@ type lazyBackend struct {
 	now     func() time.Time
 }
 
-func newLazy(in Instance) *lazyBackend {
-	return &lazyBackend{Instance: in, now: time.Now}
+// NewLazy returns a Lazy for an instance of type typ; nothing is opened yet.
+func NewLazy(typ string, s Settings) *Lazy {
+	return &Lazy{typ: typ, settings: s, now: time.Now}
 }
 
 // get returns the open backend, or the error of the latest attempt.
-func (l *lazyBackend) get(ctx context.Context) (Backend, error) {
+func (l *Lazy) get(ctx context.Context) (Backend, error) {
 	l.mu.Lock()
 	if l.b != nil {
 		b := l.b
@@ -81,9 +70,9 @@ func (l *lazyBackend) get(ctx context.Context) (Backend, error) {
 	return nil, l.lastErr
 }
 
-// Warm starts opening the backend without waiting, so the first request does
-// not pay for it, and reports the outcome.
-func (l *lazyBackend) warm(report func(error)) {
+// Warm starts opening the backend without waiting, so the first request
+// does not pay for it, and reports the outcome.
+func (l *Lazy) Warm(report func(error)) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 		defer cancel()
@@ -92,10 +81,17 @@ func (l *lazyBackend) warm(report func(error)) {
 	}()
 }
 
-func (l *lazyBackend) open(done chan struct{}) {
+// Opened returns the backend if it is open now, without opening it.
+func (l *Lazy) Opened() (Backend, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b, l.b != nil
+}
+
+func (l *Lazy) open(done chan struct{}) {
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
-	b, err := Open(ctx, l.Type, l.Settings)
+	b, err := Open(ctx, l.typ, l.settings)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lastTry = l.now()
@@ -109,7 +105,7 @@ func (l *lazyBackend) open(done chan struct{}) {
 }
 
 // Get opens the backend if needed and asks it.
-func (l *lazyBackend) Get(ctx context.Context, ref Ref) (Secret, error) {
+func (l *Lazy) Get(ctx context.Context, ref Ref) (Secret, error) {
 	b, err := l.get(ctx)
 	if err != nil {
 		return Secret{}, err
@@ -118,7 +114,7 @@ func (l *lazyBackend) Get(ctx context.Context, ref Ref) (Secret, error) {
 }
 
 // Close closes the backend if it was opened.
-func (l *lazyBackend) Close() error {
+func (l *Lazy) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.b == nil {

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/cache"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
@@ -15,42 +15,35 @@ import (
 // local disk (plus argon2id with a passphrase), so seconds are plenty.
 const lkgOpenTimeout = 10 * time.Second
 
-// keySource is the plugin's own key, which also seals last-known-good
+// KeySource is the plugin's own key, which also seals last-known-good
 // copies: they are values like any other and get the same protection.
-func (c Config) keySource() store.KeySource {
+func (c Config) KeySource() store.KeySource {
 	if c.PassphraseFile != "" {
 		return store.PassphraseFile(c.PassphraseFile)
 	}
 	return store.KeyFile(c.KeyFile)
 }
 
-// driverInstances returns the configured instances, remote ones wrapped in
-// a cache: the swarm leader waits on every answer, so a slow or stopped
-// backend must cost at most one backend timeout per key, and a stopped one
-// is answered from encrypted last-known-good copies within max_stale.
-func driverInstances(cfg Config, log logrus.FieldLogger) []driver.Instance {
-	out := cfg.Instances()
-	for i, b := range cfg.Backends {
-		if !b.Cache.Enabled {
-			continue
-		}
-		b := b
-		out[i].Wrap = func(inner driver.Backend) driver.Backend {
-			return wrapCache(cfg, b, inner, log.WithField("backend", b.Name))
-		}
-	}
-	return out
-}
-
-func wrapCache(cfg Config, b BackendConfig, inner driver.Backend, log logrus.FieldLogger) driver.Backend {
-	o := cache.Options{
+// CacheOptions are the cache options of an instance's settings, without
+// the last-known-good store.
+func (b BackendConfig) CacheOptions() cache.Options {
+	return cache.Options{
 		TTL: b.Cache.TTL, NegativeTTL: b.Cache.NegativeTTL, MaxEntries: b.Cache.MaxEntries,
 		MaxStale: b.Cache.MaxStale, Timeout: b.Cache.Timeout, RetryAfter: b.Cache.RetryAfter,
 	}
+}
+
+// wrapCache puts a cache in front of a remote instance: the swarm leader
+// waits on every answer, so a slow or stopped backend must cost at most one
+// backend timeout per key, and a stopped one is answered from encrypted
+// last-known-good copies within max_stale. It returns inner itself, and no
+// cache, when the cache cannot be built.
+func wrapCache(key store.KeySource, b BackendConfig, inner backend.Backend, log logrus.FieldLogger) (backend.Backend, *cache.Cache) {
+	o := b.CacheOptions()
 	var lkg *store.Store
 	if o.MaxStale > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), lkgOpenTimeout)
-		s, err := cache.OpenLKGStore(ctx, b.Cache.LKGDir, cfg.keySource())
+		s, err := cache.OpenLKGStore(ctx, b.Cache.LKGDir, key)
 		cancel()
 		if err != nil {
 			// Serving without copies on disk beats not serving: memory
@@ -69,9 +62,9 @@ func wrapCache(cfg Config, b BackendConfig, inner driver.Backend, log logrus.Fie
 		if lkg != nil {
 			lkg.Close()
 		}
-		return inner
+		return inner, nil
 	}
-	return &cachedBackend{Cache: c, lkg: lkg}
+	return &cachedBackend{Cache: c, lkg: lkg}, c
 }
 
 // cachedBackend closes the last-known-good store after the cache.

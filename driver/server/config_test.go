@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"strings"
@@ -13,7 +13,7 @@ func envOf(m map[string]string) func(string) string {
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
-	c, err := LoadConfig(envOf(nil))
+	c, err := Load(envOf(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,25 +21,25 @@ func TestLoadConfigDefaults(t *testing.T) {
 		c.StoreDir != DefaultStoreDir || c.KeyFile != DefaultKeyFile || c.PassphraseFile != "" {
 		t.Fatalf("%+v", c)
 	}
-	in := c.Instances()
+	in := c.Backends
 	if len(in) != 1 || in[0].Type != "file" || in[0].Settings["key_file"] != DefaultKeyFile || in[0].Settings["dir"] != DefaultStoreDir {
 		t.Fatalf("%+v", in)
 	}
 }
 
 func TestLoadConfigPassphraseWins(t *testing.T) {
-	c, err := LoadConfig(envOf(map[string]string{EnvPassphraseFile: "/etc/swarmkeep/pass", EnvKeyFile: "/etc/swarmkeep/key"}))
+	c, err := Load(envOf(map[string]string{EnvPassphraseFile: "/etc/swarmkeep/pass", EnvKeyFile: "/etc/swarmkeep/key"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := c.Instances()[0].Settings
+	s := c.Backends[0].Settings
 	if s["passphrase_file"] != "/etc/swarmkeep/pass" || s["key_file"] != "" {
 		t.Fatalf("%+v", s)
 	}
 }
 
 func TestLoadConfigErrors(t *testing.T) {
-	c, err := LoadConfig(envOf(map[string]string{
+	c, err := Load(envOf(map[string]string{
 		EnvLogLevel:       "loud",
 		EnvRequestTimeout: "1h",
 		EnvStoreDir:       "relative/dir",
@@ -53,10 +53,10 @@ func TestLoadConfigErrors(t *testing.T) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
 	}
-	if _, err := LoadConfig(envOf(map[string]string{EnvRequestTimeout: "soon"})); err == nil {
+	if _, err := Load(envOf(map[string]string{EnvRequestTimeout: "soon"})); err == nil {
 		t.Fatal("accepted a bad duration")
 	}
-	c, err = LoadConfig(envOf(map[string]string{EnvSocket: "/tmp/x.sock", EnvLogLevel: "debug"}))
+	c, err = Load(envOf(map[string]string{EnvSocket: "/tmp/x.sock", EnvLogLevel: "debug"}))
 	if err != nil || c.Socket != "/tmp/x.sock" || c.LogLevel != logrus.DebugLevel {
 		t.Fatalf("%+v %v", c, err)
 	}

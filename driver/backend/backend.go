@@ -1,12 +1,8 @@
-package driver
+package backend
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sort"
-	"strings"
-	"sync"
 	"time"
 )
 
@@ -30,6 +26,19 @@ var (
 	// wraps (say ErrNotFound for a store not yet initialised) is about the
 	// backend, not the value, so a cache may still serve its copies.
 	ErrCannotOpen = errors.New("cannot open")
+)
+
+// The secret labels that fill a [Ref]. They are part of the contract because
+// a backend's error names the label to fix; the driver parses them.
+const (
+	// LabelName sets Ref.Name.
+	LabelName = "swarmkeep.name"
+	// LabelVersion sets Ref.Version.
+	LabelVersion = "swarmkeep.version"
+	// LabelPath sets Ref.Path.
+	LabelPath = "swarmkeep.path"
+	// LabelField sets Ref.Field.
+	LabelField = "swarmkeep.field"
 )
 
 // Ref says which stored value a request wants, with the request's context
@@ -84,49 +93,10 @@ type Backend interface {
 	Close() error
 }
 
-// Settings are one backend instance's knobs, as read and validated by the
-// binary's configuration. Keys are lower-case.
-type Settings map[string]string
-
-// Factory opens one backend instance.
-type Factory func(ctx context.Context, s Settings) (Backend, error)
-
-var (
-	registryMu sync.RWMutex
-	registry   = map[string]Factory{}
-)
-
-// Register makes a backend type available under name (case-insensitive).
-// It panics on a duplicate, which is a programming error.
-func Register(name string, f Factory) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	key := strings.ToLower(name)
-	if _, dup := registry[key]; dup {
-		panic("driver: backend type registered twice: " + key)
-	}
-	registry[key] = f
-}
-
-// Open opens a backend of the named type.
-func Open(ctx context.Context, typ string, s Settings) (Backend, error) {
-	registryMu.RLock()
-	f, ok := registry[strings.ToLower(typ)]
-	registryMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("unknown backend type %q (known: %s)", typ, strings.Join(Types(), ", "))
-	}
-	return f(ctx, s)
-}
-
-// Types lists the registered backend types, sorted.
-func Types() []string {
-	registryMu.RLock()
-	defer registryMu.RUnlock()
-	out := make([]string, 0, len(registry))
-	for k := range registry {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+// Counter is implemented by backends that can count their stored names
+// cheaply (for the metrics); found by type assertion.
+type Counter interface {
+	// Count returns the number of stored names, removed ones that keep
+	// their version counter included.
+	Count(ctx context.Context) (int, error)
 }

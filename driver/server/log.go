@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"io"
@@ -8,7 +8,8 @@ import (
 	"github.com/swarmkeep/swarmkeep/driver"
 )
 
-func newLogger(w io.Writer, lvl logrus.Level) *logrus.Logger {
+// NewLogger is the plugin log: text lines with full timestamps, no colours.
+func NewLogger(w io.Writer, lvl logrus.Level) *logrus.Logger {
 	l := logrus.New()
 	l.SetOutput(w)
 	l.SetLevel(lvl)

@@ -1,0 +1,179 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
+)
+
+// BACKENDS lists the backend instances one plugin serves, as
+// whitespace-separated entries NAME:TYPE[?key=value&key=value], for example
+//
+//	local:file shared:etcd?endpoints=https://10.0.0.1:2379&tls_ca=/etc/swarmkeep/etcd/ca.pem
+//
+// The query holds the type's knobs and credential file paths (never
+// credentials: docker plugin inspect shows settings) plus the cache knobs
+// below, which every remote type takes. One setting instead of one per knob,
+// because config.json must declare every settable variable in advance and
+// instance names are the operator's.
+// cacheKnobs are taken out of a remote instance's query by the wiring; the
+// rest goes to the backend type.
+var cacheKnobs = []string{"cache", "cache_ttl", "negative_ttl", "max_stale", "cache_size", "timeout", "retry_after"}
+
+// CacheConfig is one remote instance's cache settings.
+type CacheConfig struct {
+	Enabled     bool
+	TTL         time.Duration
+	NegativeTTL time.Duration
+	MaxStale    time.Duration
+	RetryAfter  time.Duration
+	Timeout     time.Duration
+	MaxEntries  int
+	// LKGDir holds this instance's encrypted last-known-good copies.
+	LKGDir string
+}
+
+// BackendConfig is one configured instance: the name secrets pick with the
+// swarmkeep.backend label, its registered type and that type's settings.
+type BackendConfig struct {
+	Name     string
+	Type     string
+	Settings backend.Settings
+	// Caps are the type's capabilities.
+	Caps  backend.Capabilities
+	Cache CacheConfig
+}
+
+// ParseBackends reads a BACKENDS value. Instances inherit what they leave
+// out from dflt as their type says (the local store's folder and the
+// plugin's key), so the single-store setup needs no BACKENDS. timeout is the
+// request deadline, which bounds a cache's backend timeout; lkgDir holds
+// each cached instance's last-known-good copies in a folder of its name.
+func ParseBackends(spec string, dflt backend.Defaults, timeout time.Duration, lkgDir string) ([]BackendConfig, error) {
+	var out []BackendConfig
+	seen := map[string]bool{}
+	for _, entry := range strings.Fields(strings.ReplaceAll(spec, ";", " ")) {
+		b, err := parseBackend(entry, dflt, timeout, lkgDir)
+		if err != nil {
+			return nil, err
+		}
+		if seen[b.Name] {
+			return nil, fmt.Errorf("%s: backend %s listed twice", EnvBackends, b.Name)
+		}
+		seen[b.Name] = true
+		out = append(out, b)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no backend listed (default %q)", EnvBackends, DefaultBackends)
+	}
+	return out, nil
+}
+
+func parseBackend(entry string, dflt backend.Defaults, timeout time.Duration, lkgDir string) (BackendConfig, error) {
+	head, query, _ := strings.Cut(entry, "?")
+	name, typ, ok := strings.Cut(head, ":")
+	if !ok || name == "" || typ == "" {
+		return BackendConfig{}, fmt.Errorf("%s: entry %q: want NAME:TYPE[?key=value&...]", EnvBackends, entry)
+	}
+	if !driver.ValidInstanceName(name) {
+		return BackendConfig{}, fmt.Errorf("%s: backend name %q: use letters, digits, '-' and '_'", EnvBackends, name)
+	}
+	t, err := backend.Lookup(typ)
+	if err != nil {
+		return BackendConfig{}, fmt.Errorf("%s: backend %s: %w", EnvBackends, name, err)
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return BackendConfig{}, fmt.Errorf("%s: backend %s: bad settings: %w", EnvBackends, name, err)
+	}
+	s := backend.Settings{}
+	for k, vs := range q {
+		if len(vs) != 1 {
+			return BackendConfig{}, fmt.Errorf("%s: backend %s: setting %s given %d times", EnvBackends, name, k, len(vs))
+		}
+		s[strings.ToLower(k)] = vs[0]
+	}
+	b := BackendConfig{Name: name, Type: t.Name, Settings: s, Caps: t.Caps}
+	if err := b.takeCache(timeout, lkgDir); err != nil {
+		return BackendConfig{}, fmt.Errorf("%s: backend %s: %w", EnvBackends, name, err)
+	}
+	if t.Defaults != nil {
+		t.Defaults(s, dflt)
+	}
+	for _, k := range sortedKeys(s) {
+		if strings.HasSuffix(k, "_file") || k == "dir" || strings.HasPrefix(k, "tls_") && k != "tls_server_name" {
+			if !filepath.IsAbs(s[k]) {
+				return BackendConfig{}, fmt.Errorf("%s: backend %s: %s must be an absolute path, got %q", EnvBackends, name, k, s[k])
+			}
+		}
+	}
+	return b, nil
+}
+
+// takeCache moves the cache knobs out of the settings into b.Cache.
+func (b *BackendConfig) takeCache(timeout time.Duration, lkgDir string) error {
+	s := b.Settings
+	cc := CacheConfig{
+		Enabled: !b.Caps.Local, TTL: 30 * time.Second, NegativeTTL: 5 * time.Second,
+		MaxStale: time.Hour, RetryAfter: 2 * time.Second, MaxEntries: 10000,
+		Timeout: min(2*time.Second, timeout*2/5),
+		LKGDir:  filepath.Join(lkgDir, b.Name),
+	}
+	var errs []error
+	dur := func(k string, dst *time.Duration, lo, hi time.Duration) {
+		v, ok := s[k]
+		if !ok {
+			return
+		}
+		delete(s, k)
+		d, err := time.ParseDuration(v)
+		if err != nil || d < lo || d > hi {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration from %s to %s", k, v, lo, hi))
+			return
+		}
+		*dst = d
+	}
+	if v, ok := s["cache"]; ok {
+		delete(s, "cache")
+		switch v {
+		case "on", "true":
+			cc.Enabled = true
+		case "off", "false":
+			cc.Enabled = false
+		default:
+			errs = append(errs, fmt.Errorf("cache=%q: want on or off", v))
+		}
+	}
+	dur("cache_ttl", &cc.TTL, time.Second, 24*time.Hour)
+	dur("negative_ttl", &cc.NegativeTTL, 0, time.Hour)
+	dur("max_stale", &cc.MaxStale, 0, 30*24*time.Hour)
+	dur("retry_after", &cc.RetryAfter, 100*time.Millisecond, 5*time.Minute)
+	dur("timeout", &cc.Timeout, 50*time.Millisecond, timeout)
+	if v, ok := s["cache_size"]; ok {
+		delete(s, "cache_size")
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1_000_000 {
+			errs = append(errs, fmt.Errorf("cache_size=%q: want 1 to 1000000", v))
+		}
+		cc.MaxEntries = n
+	}
+	b.Cache = cc
+	return errors.Join(errs...)
+}
+
+func sortedKeys(s backend.Settings) []string {
+	out := make([]string, 0, len(s))
+	for k := range s {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

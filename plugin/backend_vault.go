@@ -1,0 +1,5 @@
+//go:build !novault
+
+package main
+
+import _ "github.com/swarmkeep/swarmkeep/driver/vault" // the "vault" type
