@@ -131,17 +131,16 @@ func (c *Cache) missLocked(ctx context.Context, k key, ref backend.Ref, e *entry
 		c.mu.Unlock()
 		return backend.Secret{}, err
 	case !admitted:
-		f := c.startLocked(ctx, k, ref, modeCopies, false)
-		f.cause = c.circ.cause(now)
+		f := c.startLocked(ctx, k, ref, modeCopies, false, c.circ.cause(now))
 		f.refs++
 		c.mu.Unlock()
 		return c.wait(ctx, f, ref, true)
 	case probe && usable:
 		// Probe in the background; this request does not wait for it.
-		c.startLocked(ctx, k, ref, modeFetch, true)
+		c.startLocked(ctx, k, ref, modeFetch, true, nil)
 		return c.serveCopy(e, now)
 	}
-	f := c.startLocked(ctx, k, ref, modeFetch, probe)
+	f := c.startLocked(ctx, k, ref, modeFetch, probe, nil)
 	f.refs++
 	c.mu.Unlock()
 	return c.wait(ctx, f, ref, true)
