@@ -155,7 +155,7 @@ func (c *Cache) settle(f *flight, s backend.Secret, err error) (after func()) {
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.circ.report(now, f.probe, err, false)
+	c.circ.report(now, f.k, f.probe, err, false)
 	switch {
 	case err == nil:
 		f.s = s
@@ -203,7 +203,7 @@ func (c *Cache) fallback(f *flight, cause error) {
 	now := c.o.Now()
 	c.mu.Lock()
 	if f.mode == modeFetch {
-		c.circ.report(now, f.probe, cause, false)
+		c.circ.report(now, f.k, f.probe, cause, false)
 	}
 	if e := c.entries.peek(f.k); e != nil || c.lkg == nil || c.closed {
 		f.s, f.err = c.copyLocked(e, now, func() error { return cause })
