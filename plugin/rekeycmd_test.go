@@ -37,13 +37,8 @@ func writeLKG(t *testing.T, dir, keyFile string, copies map[string]string) {
 // restarted plugin does, and returns the copy under key.
 func readLKG(dir, keyFile, key string) (string, error) {
 	ctx := context.Background()
-	m, err := store.OpenDir(dir)
+	s, err := cache.OpenLKGStore(ctx, dir, store.KeyFile(keyFile))
 	if err != nil {
-		return "", err
-	}
-	s, err := store.Open(ctx, m, store.KeyFile(keyFile))
-	if err != nil {
-		m.Close()
 		return "", err
 	}
 	defer s.Close()
