@@ -29,7 +29,7 @@ Rekeys the store and every last-known-good store under --lkg-dir: the
 encrypted copies of remote backends' values that this host's plugin keeps,
 sealed with the plugin's key (KEY_FILE or PASSPHRASE_FILE).
 
-Without flags: makes a new data key in each store, re-encrypts every record
+Without a new key: makes a new data key in each store, re-encrypts every record
 with it and drops the old data keys from the keyring. The key file or
 passphrase stays. A running plugin keeps serving throughout; an interrupted
 rekey is finished by running it again.
