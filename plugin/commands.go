@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -55,20 +54,6 @@ plugin serves the new version to the next task.
 		summary: "remove a name, or one version of it",
 		usage:   "Usage: swarmkeep rm NAME [--version N] [store flags]\n\n  --version N   remove only this version (default: the name and all its versions)\n" + storeFlagsUsage,
 		run:     runRm(),
-	})
-	register("rekey", command{
-		summary: "re-encrypt every record under a new data key, or change the key file",
-		usage: `Usage: swarmkeep rekey [--new-key-file FILE | --new-passphrase-file FILE] [store flags]
-
-Without flags: makes a new data key and re-encrypts every record with it. A
-running plugin keeps serving throughout; an interrupted rekey is finished by
-running it again.
-
-With --new-key-file (created if missing) or --new-passphrase-file: wraps the
-data keys under the new key instead. Update the plugin's KEY_FILE or
-PASSPHRASE_FILE (or replace the file at its path) afterwards.
-` + storeFlagsUsage,
-		run: runRekey(),
 	})
 	register("verify", command{
 		summary: "open every version of every record and report any that fail",
@@ -200,43 +185,6 @@ func runRm() func(*cliEnv, []string) error {
 		} else {
 			fmt.Fprintf(env.stderr, "removed %s version %d\n", pos[0], version)
 		}
-		return nil
-	})
-}
-
-func runRekey() func(*cliEnv, []string) error {
-	var newKey, newPass string
-	return storeCommand("rekey", 0, "no arguments", func(fs *flag.FlagSet) {
-		fs.StringVar(&newKey, "new-key-file", "", "wrap the data keys under this key file")
-		fs.StringVar(&newPass, "new-passphrase-file", "", "wrap the data keys under this passphrase")
-	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
-		switch {
-		case newKey != "" && newPass != "":
-			return fmt.Errorf("%w: give --new-key-file or --new-passphrase-file, not both", errUsage)
-		case newPass != "":
-			if err := s.ChangeKEK(ctx, store.PassphraseFile(newPass)); err != nil {
-				return err
-			}
-			fmt.Fprintf(env.stderr, "data keys now wrapped under the passphrase in %s\n", newPass)
-			return nil
-		case newKey != "":
-			if _, err := os.Stat(newKey); errors.Is(err, fs.ErrNotExist) {
-				if err := store.GenerateKeyFile(newKey); err != nil {
-					return err
-				}
-				fmt.Fprintf(env.stderr, "wrote a new key to %s: back it up\n", newKey)
-			}
-			if err := s.ChangeKEK(ctx, store.KeyFile(newKey)); err != nil {
-				return err
-			}
-			fmt.Fprintf(env.stderr, "data keys now wrapped under %s\n", newKey)
-			return nil
-		}
-		st, err := s.Rekey(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.stderr, "re-encrypted %s records under a new data key; %d old key(s) retired\n", strconv.Itoa(st.Records), st.OldKeys)
 		return nil
 	})
 }

@@ -13,6 +13,7 @@ func storeEnv(t *testing.T) map[string]string {
 	return map[string]string{
 		EnvCLIStore:   filepath.Join(dir, "store"),
 		EnvCLIKeyFile: filepath.Join(dir, "cfg", "key"),
+		EnvCLILKGDir:  filepath.Join(dir, "lkg"),
 	}
 }
 

@@ -127,21 +127,20 @@ func (c *Cache) missLocked(ctx context.Context, k key, ref backend.Ref, e *entry
 		return c.serveCopy(e, now)
 	case !admitted && (e != nil || c.lkg == nil):
 		// A negative or varies entry is newer than any disk copy.
-		err := noCopy(c.circ.cause(now))
+		err := noCopy(c.circ.cause(now, k))
 		c.mu.Unlock()
 		return backend.Secret{}, err
 	case !admitted:
-		f := c.startLocked(ctx, k, ref, modeCopies, false)
-		f.cause = c.circ.cause(now)
+		f := c.startLocked(ctx, k, ref, modeCopies, false, c.circ.cause(now, k))
 		f.refs++
 		c.mu.Unlock()
 		return c.wait(ctx, f, ref, true)
 	case probe && usable:
 		// Probe in the background; this request does not wait for it.
-		c.startLocked(ctx, k, ref, modeFetch, true)
+		c.startLocked(ctx, k, ref, modeFetch, true, nil)
 		return c.serveCopy(e, now)
 	}
-	f := c.startLocked(ctx, k, ref, modeFetch, probe)
+	f := c.startLocked(ctx, k, ref, modeFetch, probe, nil)
 	f.refs++
 	c.mu.Unlock()
 	return c.wait(ctx, f, ref, true)
@@ -151,7 +150,7 @@ func (c *Cache) missLocked(ctx context.Context, k key, ref backend.Ref, e *entry
 // cannot be (the circuit's cause). It is called with c.mu held and
 // releases it.
 func (c *Cache) serveCopy(e *entry, now time.Time) (backend.Secret, error) {
-	s, err := c.copyLocked(e, now, func() error { return c.circ.cause(now) })
+	s, err := c.copyLocked(e, now, func() error { return c.circ.cause(now, e.k) })
 	if err == nil {
 		c.entries.touch(e)
 	}
@@ -172,9 +171,10 @@ func (c *Cache) direct(ctx context.Context, ref backend.Ref) (backend.Secret, er
 		return backend.Secret{}, errClosed
 	}
 	now := c.o.Now()
+	k := keyOf(ref)
 	admitted, probe := c.circ.admit(now)
 	if !admitted {
-		err := unavailable(c.circ.cause(now))
+		err := unavailable(c.circ.cause(now, k))
 		c.mu.Unlock()
 		return backend.Secret{}, err
 	}
@@ -182,7 +182,7 @@ func (c *Cache) direct(ctx context.Context, ref backend.Ref) (backend.Secret, er
 	s, err := c.call(ctx, ref)
 	c.mu.Lock()
 	// A caller that gave up says nothing about the backend.
-	c.circ.report(c.o.Now(), probe, err, ctx.Err() != nil)
+	c.circ.report(c.o.Now(), k, probe, err, ctx.Err() != nil)
 	c.mu.Unlock()
 	return s, err
 }

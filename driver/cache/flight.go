@@ -25,7 +25,7 @@ type flight struct {
 	ref   backend.Ref
 	mode  mode
 	probe bool  // the circuit's half-open probe
-	cause error // modeCopies: why the backend is not called
+	cause error // modeCopies: why the backend is not called; set before run starts
 
 	done chan struct{}  // closed when s and err are set
 	s    backend.Secret // s.Value is the flight's own copy
@@ -38,8 +38,10 @@ type flight struct {
 
 // startLocked registers and starts a flight for k. The backend call keeps
 // ctx's values but not its cancellation: it is bounded by Timeout alone.
-func (c *Cache) startLocked(ctx context.Context, k key, ref backend.Ref, m mode, probe bool) *flight {
-	f := &flight{k: k, ref: ref, mode: m, probe: probe, done: make(chan struct{})}
+// cause is modeCopies' reason; like every field the flight's goroutine
+// reads without the lock, it is set before that goroutine starts.
+func (c *Cache) startLocked(ctx context.Context, k key, ref backend.Ref, m mode, probe bool, cause error) *flight {
+	f := &flight{k: k, ref: ref, mode: m, probe: probe, cause: cause, done: make(chan struct{})}
 	c.flights[k] = f
 	c.bg.Add(1)
 	go c.run(context.WithoutCancel(ctx), f)
@@ -153,7 +155,7 @@ func (c *Cache) settle(f *flight, s backend.Secret, err error) (after func()) {
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.circ.report(now, f.probe, err, false)
+	c.circ.report(now, f.k, f.probe, err, false)
 	switch {
 	case err == nil:
 		f.s = s
@@ -201,7 +203,7 @@ func (c *Cache) fallback(f *flight, cause error) {
 	now := c.o.Now()
 	c.mu.Lock()
 	if f.mode == modeFetch {
-		c.circ.report(now, f.probe, cause, false)
+		c.circ.report(now, f.k, f.probe, cause, false)
 	}
 	if e := c.entries.peek(f.k); e != nil || c.lkg == nil || c.closed {
 		f.s, f.err = c.copyLocked(e, now, func() error { return cause })

@@ -43,7 +43,12 @@ type circuit struct {
 	failing    bool
 	until      time.Time // no call before this while failing
 	probing    bool
-	last       error // the failure that opened it
+	// last is the failure that opened it, of a call for lastKey at
+	// lastAt. Backend errors name the secret asked for, so last is the
+	// cause of lastKey's answers only, never of another key's.
+	last    error
+	lastKey key
+	lastAt  time.Time
 }
 
 // admit says whether a backend call may start now, and whether it is the
@@ -59,30 +64,38 @@ func (c *circuit) admit(now time.Time) (ok, probe bool) {
 	return true, true
 }
 
-// report records a call's outcome. Any answer, even not found or denied,
-// shows the backend works; a caller giving up shows nothing.
-func (c *circuit) report(now time.Time, probe bool, err error, gaveUp bool) {
+// report records the outcome of a call for k. Any answer, even not found
+// or denied, shows the backend works; a caller giving up shows nothing.
+func (c *circuit) report(now time.Time, k key, probe bool, err error, gaveUp bool) {
 	if probe {
 		c.probing = false
 	}
 	switch {
 	case err != nil && gaveUp:
 	case isUnavailable(err):
-		c.failing, c.until, c.last = true, now.Add(c.retryAfter), err
+		c.failing, c.until = true, now.Add(c.retryAfter)
+		c.last, c.lastKey, c.lastAt = err, k, now
 	default:
 		c.failing, c.last = false, nil
 	}
 }
 
-// cause says why the backend is not being called.
-func (c *circuit) cause(now time.Time) error {
+// cause says why the backend is not being called for k: with the failure
+// that opened the circuit only if that was k's own call. Another secret's
+// failure names that secret and is its cause, not k's: an error for k
+// only says when the backend last failed.
+func (c *circuit) cause(now time.Time, k key) error {
 	if c.last == nil {
 		return errors.New("backend failing")
 	}
+	next := "retry in progress"
 	if wait := c.until.Sub(now); wait > 0 {
-		return fmt.Errorf("backend failing, next try in %s: %w", short(wait), c.last)
+		next = "next try in " + short(wait)
 	}
-	return fmt.Errorf("backend failing, retry in progress: %w", c.last)
+	if k != c.lastKey {
+		return fmt.Errorf("backend failing (a call for another secret failed %s ago), %s", short(max(now.Sub(c.lastAt), 0)), next)
+	}
+	return fmt.Errorf("backend failing, %s: %w", next, c.last)
 }
 
 // copyLocked returns e as a stale answer, with a clone of its value, or the
