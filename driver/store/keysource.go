@@ -153,14 +153,18 @@ func (p kdfParams) check() error {
 	return nil
 }
 
-// readSmall reads a key or passphrase file, refusing anything too large
-// to be one (a mistyped path to a big file).
+// readSmall reads a key or passphrase file, refusing one that group or
+// others may access, and anything too large to be one (a mistyped path to
+// a big file).
 func readSmall(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if err := checkKeyFileMode(path, f); err != nil {
+		return nil, err
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 	if err != nil {
 		return nil, err
