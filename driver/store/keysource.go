@@ -89,7 +89,7 @@ func (k keyFile) kek(p kdfParams) ([]byte, error) {
 	if err != nil || n != 32 {
 		clear(key)
 		// Never quote the file: it is key material, even when malformed.
-		return nil, fmt.Errorf("%s: want 32 bytes as base64 text (make one with swarmkeep keygen)", k)
+		return nil, fmt.Errorf("%s: does not hold a swarmkeep key (want 32 bytes as base64 text, as swarmkeep init writes); fix: use the key file swarmkeep init wrote for this store (for a new store, swarmkeep init --key-file NEW_FILE creates one)", k)
 	}
 	return key[:32:32], nil
 }

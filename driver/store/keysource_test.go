@@ -66,6 +66,11 @@ func TestKeyFile_Formats(t *testing.T) {
 			if err != nil && len(tt.content) > 4 && strings.Contains(err.Error(), string(tt.content[:5])) {
 				t.Fatalf("error quotes the key file: %v", err)
 			}
+			// The fix must be a command that exists: init writes key files
+			// (there is no keygen).
+			if err != nil && (!strings.Contains(err.Error(), "swarmkeep init") || strings.Contains(err.Error(), "keygen")) {
+				t.Fatalf("error does not give the real fix: %v", err)
+			}
 		})
 	}
 	if _, err := KeyFile(filepath.Join(dir, "missing")).kek(kdfParams{kind: kdfKeyFile}); !errors.Is(err, fs.ErrNotExist) {
