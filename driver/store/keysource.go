@@ -47,16 +47,20 @@ type kdfParams struct {
 }
 
 // Defaults and bounds for argon2id. The bounds apply to parameters read
-// from a keyring, so a damaged keyring cannot make the plugin allocate
-// gigabytes.
+// from a keyring and are checked before any derivation, so a tampered
+// keyring cannot make an open (plugin start, a keyring reload) cost more
+// than 4 default derivations. They are the defaults, which are all that
+// swarmkeep init writes, with a margin of 2 in passes and in memory for
+// raising the defaults later.
 const (
-	argonTime    = 3
-	argonMemory  = 64 << 10 // 64 MiB
-	argonThreads = 2
-	saltSize     = 16
-	maxArgonTime = 64
-	maxArgonMem  = 1 << 20 // 1 GiB
-	maxKeyFile   = 4096
+	argonTime       = 3
+	argonMemory     = 64 << 10 // 64 MiB
+	argonThreads    = 2
+	saltSize        = 16
+	maxArgonTime    = 2 * argonTime
+	maxArgonMem     = 2 * argonMemory // 128 MiB
+	maxArgonThreads = 8
+	maxKeyFile      = 4096
 )
 
 // KeyFile returns a KeySource reading a 32-byte key from path, written as
@@ -145,10 +149,11 @@ func (k *passphraseFile) kek(p kdfParams) ([]byte, error) {
 
 // check bounds argon2id parameters read from a keyring.
 func (p kdfParams) check() error {
-	if p.time < 1 || p.time > maxArgonTime || p.threads < 1 ||
+	if p.time < 1 || p.time > maxArgonTime || p.threads < 1 || p.threads > maxArgonThreads ||
 		p.memory < 8*uint32(p.threads) || p.memory > maxArgonMem ||
 		len(p.salt) < saltSize || len(p.salt) > 64 {
-		return fmt.Errorf("keyring: %w: argon2id parameters out of range", backend.ErrCorrupt)
+		return fmt.Errorf("keyring: %w: argon2id parameters t=%d m=%d KiB p=%d salt=%d bytes are out of range (t 1 to %d, m up to %d KiB, p 1 to %d, salt %d to 64 bytes): the keyring is damaged or tampered; restore it from a backup",
+			backend.ErrCorrupt, p.time, p.memory, p.threads, len(p.salt), maxArgonTime, maxArgonMem, maxArgonThreads, saltSize)
 	}
 	return nil
 }
