@@ -93,7 +93,7 @@ func (k keyFile) kek(p kdfParams) ([]byte, error) {
 	if err != nil || n != 32 {
 		clear(key)
 		// Never quote the file: it is key material, even when malformed.
-		return nil, fmt.Errorf("%s: does not hold a swarmkeep key (want 32 bytes as base64 text, as swarmkeep init writes); fix: use the key file swarmkeep init wrote for this store (for a new store, swarmkeep init --key-file NEW_FILE creates one)", k)
+		return nil, fmt.Errorf("%s: does not hold a swarmkeep key, 32 bytes as base64 text (use the key file swarmkeep init wrote for this store; for a new store, swarmkeep init --key-file NEW_FILE writes one)", k)
 	}
 	return key[:32:32], nil
 }
@@ -152,7 +152,7 @@ func (p kdfParams) check() error {
 	if p.time < 1 || p.time > maxArgonTime || p.threads < 1 || p.threads > maxArgonThreads ||
 		p.memory < 8*uint32(p.threads) || p.memory > maxArgonMem ||
 		len(p.salt) < saltSize || len(p.salt) > 64 {
-		return fmt.Errorf("keyring: %w: argon2id parameters t=%d m=%d KiB p=%d salt=%d bytes are out of range (t 1 to %d, m up to %d KiB, p 1 to %d, salt %d to 64 bytes): the keyring is damaged or tampered; restore it from a backup",
+		return fmt.Errorf("keyring: %w: argon2id parameters t=%d m=%dKiB p=%d salt=%dB out of range (t 1-%d, m up to %dKiB, p 1-%d, salt %d-64B): damaged or tampered (restore the keyring from a backup)",
 			backend.ErrCorrupt, p.time, p.memory, p.threads, len(p.salt), maxArgonTime, maxArgonMem, maxArgonThreads, saltSize)
 	}
 	return nil

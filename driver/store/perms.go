@@ -29,7 +29,7 @@ func checkDirSafe(what, dir string) error {
 		return fmt.Errorf("%s %s is not a directory", what, dir)
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("%s %s: %w: mode %04o lets group or others write to it; fix: chmod 700 %s",
+		return fmt.Errorf("%s %s: %w: mode %04o lets group or others write to it (run chmod 700 %s)",
 			what, dir, ErrUnsafePermissions, perm, dir)
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -45,7 +45,7 @@ func checkOwner(what, path string, uid uint32) error {
 	if uid == 0 || int(uid) == me {
 		return nil
 	}
-	return fmt.Errorf("%s %s: %w: it is owned by uid %d, neither root nor the user running swarmkeep (uid %d); fix: chown -R %d %s",
+	return fmt.Errorf("%s %s: %w: it is owned by uid %d, not by root or by the user running swarmkeep, uid %d (run chown -R %d %s)",
 		what, path, ErrUnsafePermissions, uid, me, me, path)
 }
 
@@ -55,7 +55,7 @@ func checkOwner(what, path string, uid uint32) error {
 func openLockFile(p string) (*os.File, error) {
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
 	if errors.Is(err, unix.ELOOP) {
-		return nil, fmt.Errorf("lock file %s: %w: it is a symbolic link; fix: rm %s (swarmkeep recreates it)",
+		return nil, fmt.Errorf("lock file %s: %w: it is a symbolic link (run rm %s; swarmkeep recreates it)",
 			p, ErrUnsafePermissions, p)
 	}
 	if err != nil {
@@ -68,10 +68,10 @@ func openLockFile(p string) (*os.File, error) {
 	}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		err = fmt.Errorf("lock file %s: %w: it is not a regular file; fix: rm %s (swarmkeep recreates it)",
+		err = fmt.Errorf("lock file %s: %w: it is not a regular file (run rm %s; swarmkeep recreates it)",
 			p, ErrUnsafePermissions, p)
 	case st.Nlink != 1:
-		err = fmt.Errorf("lock file %s: %w: it has %d hard links; fix: rm %s (swarmkeep recreates it)",
+		err = fmt.Errorf("lock file %s: %w: it has %d hard links (run rm %s; swarmkeep recreates it)",
 			p, ErrUnsafePermissions, st.Nlink, p)
 	default:
 		err = checkOwner("lock file", p, st.Uid)
@@ -93,7 +93,7 @@ func checkKeyFileMode(path string, f *os.File) error {
 		return err
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%w: mode %04o lets group or others read or change it; fix: chmod 600 %s",
+		return fmt.Errorf("%w: mode %04o lets group or others read or change it (run chmod 600 %s)",
 			ErrUnsafePermissions, perm, path)
 	}
 	return nil

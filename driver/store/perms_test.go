@@ -51,7 +51,7 @@ func TestOpenDir_LockFileLink(t *testing.T) {
 			err := openAndLock(t, dir)
 			if !errors.Is(err, ErrUnsafePermissions) {
 				t.Errorf("OpenDir with a %s at .lock = %v, want ErrUnsafePermissions", kind, err)
-			} else if !strings.Contains(err.Error(), lock) || !strings.Contains(err.Error(), "fix: rm "+lock) {
+			} else if !strings.Contains(err.Error(), lock) || !strings.Contains(err.Error(), "(run rm "+lock) {
 				t.Errorf("error does not name the file and the fix: %v", err)
 			}
 			if b, _ := os.ReadFile(victim); string(b) != content {
@@ -102,7 +102,7 @@ func TestOpenDir_Modes(t *testing.T) {
 			t.Errorf("%s mode %o: OpenDir = %v, want ErrUnsafePermissions", target, tt.mode, err)
 			continue
 		}
-		if !strings.Contains(err.Error(), "fix: chmod 700 "+target) {
+		if !strings.Contains(err.Error(), "(run chmod 700 "+target) {
 			t.Errorf("error does not name the folder and the fix: %v", err)
 		}
 	}
@@ -125,7 +125,7 @@ func TestOpenDir_Owner(t *testing.T) {
 	if !errors.Is(err, ErrUnsafePermissions) {
 		t.Fatalf("OpenDir on a folder of uid 4242 = %v, want ErrUnsafePermissions", err)
 	}
-	if !strings.Contains(err.Error(), "uid 4242") || !strings.Contains(err.Error(), "fix: chown -R 0 "+dir) {
+	if !strings.Contains(err.Error(), "uid 4242") || !strings.Contains(err.Error(), "(run chown -R 0 "+dir) {
 		t.Fatalf("error does not name the owner and the fix: %v", err)
 	}
 	if err := os.Chown(dir, 0, 0); err != nil {
@@ -189,7 +189,7 @@ func TestKeySource_Modes(t *testing.T) {
 				continue
 			}
 			msg := err.Error()
-			if !strings.HasPrefix(msg, tt.name+" "+tt.path+": ") || !strings.Contains(msg, "fix: chmod 600 "+tt.path) {
+			if !strings.HasPrefix(msg, tt.name+" "+tt.path+": ") || !strings.Contains(msg, "(run chmod 600 "+tt.path) {
 				t.Errorf("error does not name the file and the fix: %v", err)
 			}
 			if strings.Contains(msg, strings.TrimSpace(string(keyText))[:8]) || strings.Contains(msg, "horse") {
