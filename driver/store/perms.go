@@ -52,6 +52,8 @@ func checkOwner(what, path string, uid uint32) error {
 // openLockFile opens (creating it if missing) the store's lock file. The
 // store truncates and rewrites that file, so it must be the plain file we
 // made: never a symbolic link (O_NOFOLLOW) or a hard link to another file.
+// O_NONBLOCK only keeps a device planted there from blocking the open; it
+// is then refused as not a regular file.
 func openLockFile(p string) (*os.File, error) {
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0o600)
 	if errors.Is(err, unix.ELOOP) {
