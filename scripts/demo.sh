@@ -130,6 +130,12 @@ info "bundle: $demo/bundle (config.json + rootfs/swarmkeep)"
 info "CLI:    $cli"
 
 step "4/9 swarmkeep init (store $store, key $keyfile)"
+# The plugin runs as root and refuses a store folder owned by another user (that user could
+# swap files under it), so the CLI that creates the store runs as root too; with a rootless
+# engine the plugin's root is this user.
+if [ "$(id -u)" != 0 ] && ! docker info --format '{{.SecurityOptions}}' 2>/dev/null | grep -q rootless; then
+  fail "run the demo as root (sudo make demo): the plugin runs as root and refuses a store folder owned by another user"
+fi
 # The CLI reads its store and key paths from these (defaults: the host's real paths).
 export SWARMKEEP_STORE=$store SWARMKEEP_KEY_FILE=$keyfile
 if [ -e "$store" ] && [ -f "$keyfile" ]; then

@@ -65,6 +65,9 @@ func OpenDir(root string) (*DirMedium, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, unavailable("create store directory", err)
 	}
+	if err := checkDirSafe("store directory", abs); err != nil {
+		return nil, err
+	}
 	objects := filepath.Join(abs, "objects")
 	if err := os.Mkdir(objects, 0o700); err == nil {
 		if err := syncDir(abs); err != nil {
@@ -73,9 +76,12 @@ func OpenDir(root string) (*DirMedium, error) {
 	} else if !errors.Is(err, fs.ErrExist) {
 		return nil, unavailable("create store directory", err)
 	}
-	f, err := os.OpenFile(filepath.Join(abs, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err := checkDirSafe("store directory", objects); err != nil {
+		return nil, err
+	}
+	f, err := openLockFile(filepath.Join(abs, ".lock"))
 	if err != nil {
-		return nil, unavailable("open lock file", err)
+		return nil, err
 	}
 	return &DirMedium{
 		root:    abs,

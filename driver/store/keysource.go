@@ -47,16 +47,20 @@ type kdfParams struct {
 }
 
 // Defaults and bounds for argon2id. The bounds apply to parameters read
-// from a keyring, so a damaged keyring cannot make the plugin allocate
-// gigabytes.
+// from a keyring and are checked before any derivation, so a tampered
+// keyring cannot make an open (plugin start, a keyring reload) cost more
+// than 4 default derivations. They are the defaults, which are all that
+// swarmkeep init writes, with a margin of 2 in passes and in memory for
+// raising the defaults later.
 const (
-	argonTime    = 3
-	argonMemory  = 64 << 10 // 64 MiB
-	argonThreads = 2
-	saltSize     = 16
-	maxArgonTime = 64
-	maxArgonMem  = 1 << 20 // 1 GiB
-	maxKeyFile   = 4096
+	argonTime       = 3
+	argonMemory     = 64 << 10 // 64 MiB
+	argonThreads    = 2
+	saltSize        = 16
+	maxArgonTime    = 2 * argonTime
+	maxArgonMem     = 2 * argonMemory // 128 MiB
+	maxArgonThreads = 8
+	maxKeyFile      = 4096
 )
 
 // KeyFile returns a KeySource reading a 32-byte key from path, written as
@@ -89,7 +93,7 @@ func (k keyFile) kek(p kdfParams) ([]byte, error) {
 	if err != nil || n != 32 {
 		clear(key)
 		// Never quote the file: it is key material, even when malformed.
-		return nil, fmt.Errorf("%s: want 32 bytes as base64 text (make one with swarmkeep keygen)", k)
+		return nil, fmt.Errorf("%s: does not hold a swarmkeep key, 32 bytes as base64 text (use the key file swarmkeep init wrote for this store; for a new store, swarmkeep init --key-file NEW_FILE writes one)", k)
 	}
 	return key[:32:32], nil
 }
@@ -145,22 +149,27 @@ func (k *passphraseFile) kek(p kdfParams) ([]byte, error) {
 
 // check bounds argon2id parameters read from a keyring.
 func (p kdfParams) check() error {
-	if p.time < 1 || p.time > maxArgonTime || p.threads < 1 ||
+	if p.time < 1 || p.time > maxArgonTime || p.threads < 1 || p.threads > maxArgonThreads ||
 		p.memory < 8*uint32(p.threads) || p.memory > maxArgonMem ||
 		len(p.salt) < saltSize || len(p.salt) > 64 {
-		return fmt.Errorf("keyring: %w: argon2id parameters out of range", backend.ErrCorrupt)
+		return fmt.Errorf("keyring: %w: argon2id parameters t=%d m=%dKiB p=%d salt=%dB out of range (t 1-%d, m up to %dKiB, p 1-%d, salt %d-64B): damaged or tampered (restore the keyring from a backup)",
+			backend.ErrCorrupt, p.time, p.memory, p.threads, len(p.salt), maxArgonTime, maxArgonMem, maxArgonThreads, saltSize)
 	}
 	return nil
 }
 
-// readSmall reads a key or passphrase file, refusing anything too large
-// to be one (a mistyped path to a big file).
+// readSmall reads a key or passphrase file, refusing one that group or
+// others may access, and anything too large to be one (a mistyped path to
+// a big file).
 func readSmall(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if err := checkKeyFileMode(path, f); err != nil {
+		return nil, err
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -65,6 +66,11 @@ func TestKeyFile_Formats(t *testing.T) {
 			}
 			if err != nil && len(tt.content) > 4 && strings.Contains(err.Error(), string(tt.content[:5])) {
 				t.Fatalf("error quotes the key file: %v", err)
+			}
+			// The fix must be a command that exists: init writes key files
+			// (there is no keygen).
+			if err != nil && (!strings.Contains(err.Error(), "swarmkeep init") || strings.Contains(err.Error(), "keygen")) {
+				t.Fatalf("error does not give the real fix: %v", err)
 			}
 		})
 	}
@@ -194,10 +200,68 @@ func TestKDFParams_Bounds(t *testing.T) {
 		{kind: kdfArgon2id, time: 1, memory: 2 << 20, threads: 1, salt: salt},
 		{kind: kdfArgon2id, time: 1, memory: 64, threads: 0, salt: salt},
 		{kind: kdfArgon2id, time: 1, memory: 64, threads: 1, salt: salt[:8]},
+		// What a tampered keyring could ask for before the bounds were
+		// tied to what init writes (t=3, m=64 MiB, p=2), and just past
+		// the new bounds.
+		{kind: kdfArgon2id, time: 64, memory: 1 << 20, threads: 2, salt: salt},
+		{kind: kdfArgon2id, time: 3, memory: 1 << 20, threads: 2, salt: salt},
+		{kind: kdfArgon2id, time: 64, memory: 64 << 10, threads: 2, salt: salt},
+		{kind: kdfArgon2id, time: 2*argonTime + 1, memory: 64 << 10, threads: 2, salt: salt},
+		{kind: kdfArgon2id, time: 3, memory: 2*argonMemory + 1, threads: 2, salt: salt},
+		{kind: kdfArgon2id, time: 3, memory: 64 << 10, threads: 9, salt: salt},
+		{kind: kdfArgon2id, time: 3, memory: 64 << 10, threads: 255, salt: salt},
 	} {
 		if _, err := PassphraseFile("/nonexistent").kek(p); !errors.Is(err, backend.ErrCorrupt) {
 			t.Errorf("kek(%+v) = %v, want ErrCorrupt", p, err)
 		}
+	}
+	// What init writes, the cheap test parameters and the largest values
+	// accepted all pass.
+	fresh, _ := PassphraseFile("/nonexistent").fresh()
+	cheap, _ := cheapPassphrase("/nonexistent").fresh()
+	for _, p := range []kdfParams{
+		fresh, cheap,
+		{kind: kdfArgon2id, time: 2 * argonTime, memory: 2 * argonMemory, threads: 8, salt: make([]byte, 64)},
+	} {
+		if err := p.check(); err != nil {
+			t.Errorf("check(%+v) = %v", p, err)
+		}
+	}
+}
+
+// TestKDFParams_TamperedKeyring raises the passes in a keyring's header:
+// Open must refuse it before deriving anything, and say why.
+func TestKDFParams_TamperedKeyring(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "s")
+	pass := writePassphrase(t, "pw")
+	m, _ := OpenDir(dir)
+	s, err := Init(ctx, m, cheapPassphrase(pass), InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.m.(*DirMedium).path(keyringKey)
+	s.Close()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Object file: 2-byte key length, the key, then the keyring blob,
+	// whose t is at offset 26 (FORMAT.md). 7 passes of 64 KiB are cheap,
+	// so a reader without the bound would derive and then fail the AEAD.
+	off := 2 + len(keyringKey) + 26
+	if got := binary.BigEndian.Uint32(b[off:]); got != 1 {
+		t.Fatalf("t at offset 26 = %d, want the cheap parameters' 1", got)
+	}
+	binary.BigEndian.PutUint32(b[off:], 2*argonTime+1)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, _ = OpenDir(dir)
+	defer m.Close()
+	_, err = Open(ctx, m, PassphraseFile(pass))
+	if !errors.Is(err, backend.ErrCorrupt) || errors.Is(err, ErrWrongKey) || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("Open with t=7 in the keyring = %v, want out of range", err)
 	}
 }
 

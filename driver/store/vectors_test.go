@@ -37,9 +37,11 @@ func TestVectors(t *testing.T) {
 	}
 	for _, v := range []string{"keyfile", "passphrase"} {
 		t.Run(v, func(t *testing.T) {
-			src := filepath.Join("testdata", "v1", v)
-			dir := filepath.Join(t.TempDir(), "store")
-			copyTree(t, filepath.Join(src, "store"), dir)
+			// Copied, key included: git checks files out 0644, and a key
+			// file that others can read is refused.
+			src := filepath.Join(t.TempDir(), v)
+			copyTree(t, filepath.Join("testdata", "v1", v), src)
+			dir := filepath.Join(src, "store")
 			var k KeySource = KeyFile(filepath.Join(src, "key"))
 			if v == "passphrase" {
 				k = PassphraseFile(filepath.Join(src, "passphrase"))
