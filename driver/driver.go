@@ -86,7 +86,7 @@ type Options struct {
 	// request: it must be fast and never look at a backend.
 	Policy policy.Decider
 	// MaxStuck bounds, per route, the backend calls still running after
-	// their request was answered (see getBounded); 0 means
+	// their request was answered (see getBounded); 0 or less means
 	// DefaultMaxStuck.
 	MaxStuck int
 }
@@ -114,11 +114,8 @@ func New(o Options) (*Driver, error) {
 	if o.Timeout < MinTimeout || o.Timeout > MaxTimeout {
 		return nil, fmt.Errorf("request timeout %s out of range %s..%s", o.Timeout, MinTimeout, MaxTimeout)
 	}
-	if o.MaxStuck == 0 {
+	if o.MaxStuck <= 0 {
 		o.MaxStuck = DefaultMaxStuck
-	}
-	if o.MaxStuck < 0 {
-		return nil, fmt.Errorf("max stuck calls %d: want 0 or more", o.MaxStuck)
 	}
 	d := &Driver{routes: map[string]Route{}, gates: map[string]*gate{}, timeout: o.Timeout, observe: o.Observer, policy: o.Policy}
 	if d.observe == nil {

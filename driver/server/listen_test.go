@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 // socketServer serves an answering handler on a real unix socket with lim.
@@ -203,5 +205,49 @@ func TestSocketKeepAlive(t *testing.T) {
 	}
 	if n := cl.Open(); n != 1 {
 		t.Fatalf("%d connections for 20 sequential requests, want 1 kept alive", n)
+	}
+}
+
+// A request whose answer takes longer than the read timeout (a backend at
+// the edge of REQUEST_TIMEOUT) is neither cancelled nor cut off: the read
+// timeout bounds reading the request, not the handler.
+func TestSocketSlowAnswerOutlivesReadTimeout(t *testing.T) {
+	lim := socketLimits{ReadHeaderTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond,
+		WriteTimeout: 5 * time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 1 << 10, MaxConns: 8}
+	path := filepath.Join(t.TempDir(), "p.sock")
+	l, err := ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+			cancelled <- r.Context().Err()
+		case <-time.After(4 * lim.ReadTimeout):
+		}
+		io.WriteString(w, `{"Value":"b2s="}`)
+	})
+	hs, cl := newSocketServer(h, l, lim)
+	go hs.Serve(cl)
+	defer hs.Close()
+	getSecret(t, engineClient(path))
+	select {
+	case err := <-cancelled:
+		t.Fatalf("the request's context ended at the read timeout: %v", err)
+	default:
+	}
+}
+
+// The write timeout leaves room for the longest request deadline, or the
+// answer to a slow backend would be cut off after it was computed.
+func TestPluginSocketLimitsFitTheDeadline(t *testing.T) {
+	for _, d := range []time.Duration{driver.MinTimeout, driver.DefaultTimeout, driver.MaxTimeout} {
+		lim := pluginSocketLimits(d)
+		if lim.WriteTimeout <= d || lim.ReadHeaderTimeout <= 0 || lim.ReadTimeout < lim.ReadHeaderTimeout ||
+			lim.IdleTimeout <= 0 || lim.MaxHeaderBytes <= 0 || lim.MaxConns <= 0 {
+			t.Errorf("timeout %s: %+v", d, lim)
+		}
 	}
 }
