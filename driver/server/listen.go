@@ -26,26 +26,34 @@ type socketLimits struct {
 // pluginSocketLimits are the plugin socket's limits for a request
 // deadline. They follow how the engine talks to a plugin (moby
 // pkg/plugins/client.go): one POST with a header of a few hundred bytes
-// written at once, an http.Transport with no IdleConnTimeout that keeps
-// up to two idle connections per plugin, and callWithRetry, which retries
-// a request whose connection failed after 1 s, 2 s, ... for 30 s.
+// written at once, over an http.Transport with no IdleConnTimeout that
+// keeps up to two idle connections per plugin; callWithRetry resends a
+// request whose connection failed after 1 s, 2 s, ... for 30 s.
 //   - ReadHeaderTimeout 5 s: the engine's header arrives in one write; 5 s
-//     only matters to a client that dribbles it.
-//   - ReadTimeout 10 s: header and body (at most a few KiB of labels).
+//     only matters to a client that never sends or dribbles its header.
+//   - ReadTimeout 10 s: header and body (a few KiB of labels at most). It
+//     bounds reading the request, not the handler (see the tests).
 //   - WriteTimeout: the handler answers within the request deadline
 //     (getBounded), so the deadline plus 10 s never cuts off an answer.
-//   - IdleTimeout 90 s: the engine keeps its idle connections forever;
-//     closing one after 90 s quiet only costs the next request a new
-//     dial, and in the rare race where the engine sends on a connection
-//     as it is closed, callWithRetry sends again 1 s later. 90 s keeps a
-//     connection through a burst of task starts, like Go's own
-//     DefaultTransport on the client side.
+//   - IdleTimeout 90 s: the engine never closes its idle connections, so
+//     the plugin must. When it does, the engine's transport sees the close
+//     and drops the connection; a request racing the close fails its
+//     first write (EPIPE on a unix socket, nothing sent) and Go's
+//     transport resends it, body included, on a new connection. Only a
+//     request written whole in the instant between the deadline and the
+//     close is lost: callWithRetry resends it with an empty body (its
+//     reader is spent), answered as a bad request, and the task restarts.
+//     At most one close per 90 s quiet spell keeps that window
+//     negligible; 90 s also keeps a connection through a burst of task
+//     starts, as Go's DefaultTransport does on the client side.
 //   - MaxHeaderBytes 16 KiB: the engine sends about 250 bytes.
-//   - MaxConns 512: only the leader's dispatcher calls, once per task
-//     and secret, so connections with a request in progress stay far
-//     below this; quiet ones are closed to make room rather than
-//     counted against it, and a connection over the cap with all 512
-//     busy waits for a slot instead of being refused.
+//   - MaxConns 512: only the leader's dispatcher calls, once per task and
+//     secret, so connections with a request in progress stay far below
+//     it; quiet ones are closed to make room rather than counted against
+//     it, and a connection over the cap with all 512 busy waits in the
+//     accept queue for a slot instead of being refused. Each busy
+//     connection may hold a thread on a hung disk, so the cap also
+//     bounds those (with driver.DefaultMaxStuck per backend).
 func pluginSocketLimits(requestTimeout time.Duration) socketLimits {
 	return socketLimits{
 		ReadHeaderTimeout: 5 * time.Second,
