@@ -63,9 +63,13 @@ func TestLogStaleSummarised(t *testing.T) {
 		obs(staleEvent("shared", fmt.Sprintf("app_s%d", i%3), time.Duration(i)*time.Second))
 		clock.add(50 * time.Millisecond)
 	}
+	all := hook.AllEntries()
 	got := lines(hook, logrus.WarnLevel)
 	if len(got) != 1 || got[0].Data["secret"] != "app_s0" || got[0].Data["backend"] != "shared" {
 		t.Fatalf("%d warnings for 1,000 stale answers in one interval, want the first one: %v", len(got), got)
+	}
+	if len(all) != 1000 || all[999].Level != logrus.DebugLevel || all[999].Data["secret"] != "app_s0" {
+		t.Fatalf("%d lines at debug level, want each answer's own", len(all))
 	}
 	// Another backend's outage is its own.
 	obs(staleEvent("other", "x", time.Second))

@@ -22,7 +22,8 @@ const maxNamesLogged = 10
 // buried the log (12,105 lines in a few minutes). The first answer of an
 // outage is logged in full, then one line per interval counts the rest,
 // and the backend's first fresh answer closes the outage with the
-// remainder. The metrics still count every answer.
+// remainder. Each answer keeps a line at debug level, and the metrics
+// still count every answer.
 type staleLog struct {
 	log      logrus.FieldLogger
 	now      func() time.Time
@@ -72,13 +73,17 @@ func (s *staleLog) served(ev driver.Event, f logrus.Fields) {
 		o.names[ev.Request.SecretName]++
 	}
 	o.oldest = max(o.oldest, ev.Age)
-	if now.Sub(o.lastLine) < s.interval {
-		s.mu.Unlock()
-		return
+	due := now.Sub(o.lastLine) >= s.interval
+	var snap *outage
+	if due {
+		snap = o.take(now)
 	}
-	snap := o.take(now)
 	s.mu.Unlock()
-	s.summary(ev.Backend, snap, "backend still unavailable: served last-known-good copies")
+	// At debug level every answer keeps its own line, to follow one task.
+	s.log.WithFields(f).Debug("backend unavailable: served the last-known-good copy (counted in the next summary)")
+	if due {
+		s.summary(ev.Backend, snap, "backend still unavailable: served last-known-good copies")
+	}
 }
 
 // answered notes that a backend answered afresh, which ends its outage.
