@@ -85,6 +85,10 @@ type Options struct {
 	// (the swarmkeep.services label still narrows). It runs on every
 	// request: it must be fast and never look at a backend.
 	Policy policy.Decider
+	// MaxStuck bounds, per route, the backend calls still running after
+	// their request was answered (see getBounded); 0 or less means
+	// DefaultMaxStuck.
+	MaxStuck int
 }
 
 // Driver answers GetSecret requests. It is safe for concurrent use.
@@ -94,6 +98,7 @@ type Driver struct {
 	timeout  time.Duration
 	observe  Observer
 	policy   policy.Decider
+	gates    map[string]*gate // per route, read-only after New
 	inflight sync.WaitGroup
 }
 
@@ -109,7 +114,10 @@ func New(o Options) (*Driver, error) {
 	if o.Timeout < MinTimeout || o.Timeout > MaxTimeout {
 		return nil, fmt.Errorf("request timeout %s out of range %s..%s", o.Timeout, MinTimeout, MaxTimeout)
 	}
-	d := &Driver{routes: map[string]Route{}, timeout: o.Timeout, observe: o.Observer, policy: o.Policy}
+	if o.MaxStuck <= 0 {
+		o.MaxStuck = DefaultMaxStuck
+	}
+	d := &Driver{routes: map[string]Route{}, gates: map[string]*gate{}, timeout: o.Timeout, observe: o.Observer, policy: o.Policy}
 	if d.observe == nil {
 		d.observe = func(Event) {}
 	}
@@ -124,6 +132,7 @@ func New(o Options) (*Driver, error) {
 			return nil, fmt.Errorf("backend %s has no backend", r.Name)
 		}
 		d.routes[r.Name] = r
+		d.gates[r.Name] = newGate(o.MaxStuck)
 	}
 	d.dflt = o.Default
 	if d.dflt == "" {
@@ -193,7 +202,7 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 		Name: spec.Name, Version: spec.Version, Path: spec.Path, Field: spec.Field, Reuse: spec.Reuse,
 		Secret: req.SecretName, Stack: spec.Stack, Service: req.ServiceName, Labels: req.SecretLabels,
 	}
-	sec, err := getBounded(ctx, route.Backend, ref)
+	sec, err := getBounded(ctx, d.gates[name], route.Backend, ref)
 	if err != nil {
 		return nil, &refError{name: spec.Name, backend: name, caps: route.Caps, deflt: name == d.dflt,
 			err: fmt.Errorf("backend %s: %w", name, err)}
@@ -227,30 +236,6 @@ func (d *Driver) authorize(req *Request, spec Spec, ev *Event) error {
 		return fmt.Errorf("%w for service %s", ErrPolicyDenied, service)
 	}
 	return nil
-}
-
-// getBounded returns when the backend answers or the deadline passes,
-// whichever is first, so even a backend that ignores its context cannot hold
-// the swarm leader. An abandoned call finishes in the background.
-func getBounded(ctx context.Context, b backend.Backend, ref backend.Ref) (backend.Secret, error) {
-	type result struct {
-		s   backend.Secret
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		s, err := b.Get(ctx, ref)
-		ch <- result{s, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil && ctx.Err() != nil {
-			return backend.Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
-		}
-		return r.s, r.err
-	case <-ctx.Done():
-		return backend.Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
-	}
 }
 
 // decodeValue applies the encoding and Swarm's size limits.

@@ -20,8 +20,15 @@ func NewLogger(w io.Writer, lvl logrus.Level) *logrus.Logger {
 // logObserver logs every answer with the task's context. Failures go out at
 // warning level because Swarm logs driver errors only at debug and shows the
 // user "secret not found": this line is where the real cause is read. The
-// value is never logged; its size is.
+// value is never logged; its size is. Last-known-good answers are
+// summarised per backend (see staleLog): an outage serves them by the
+// thousand, and the metrics count each one.
 func logObserver(log logrus.FieldLogger) driver.Observer {
+	return newLogObserver(log, time.Now, staleLogInterval)
+}
+
+func newLogObserver(log logrus.FieldLogger, now func() time.Time, interval time.Duration) driver.Observer {
+	stale := newStaleLog(log, now, interval)
 	return func(ev driver.Event) {
 		f := logrus.Fields{"outcome": string(ev.Class), "latency_ms": float64(ev.Latency.Microseconds()) / 1000}
 		if r := ev.Request; r != nil {
@@ -55,8 +62,11 @@ func logObserver(log logrus.FieldLogger) driver.Observer {
 		if ev.Stale {
 			// Worth a warning: the backend is down and tasks get an old copy.
 			f["age"] = ev.Age.Round(time.Second).String()
-			log.WithFields(f).Warn("backend unavailable: served the last-known-good copy")
+			stale.served(ev, f)
 			return
+		}
+		if !ev.Cached {
+			stale.answered(ev.Backend)
 		}
 		log.WithFields(f).Debug("secret served")
 	}

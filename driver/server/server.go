@@ -220,9 +220,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		"metrics": s.cfg.MetricsSocket, "config_hash": s.hash}).Info("swarmkeep serving")
 	s.Warm(nil)
 
-	hs := &http.Server{Handler: s.handler}
+	hs, cl := newSocketServer(s.handler, l, pluginSocketLimits(s.cfg.Timeout))
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(l) }()
+	go func() { served <- hs.Serve(cl) }()
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -231,7 +231,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			serveErr = fmt.Errorf("serving %s: %w", s.cfg.Socket, err)
 		}
 	}
-	_ = l.Close()
+	_ = cl.Close()
 	if !s.driver.Drain(drainTimeout) {
 		s.log.Warn("stopped with requests still in flight")
 	}

@@ -136,11 +136,15 @@ func TestEtcdStoppedWhileScaling(t *testing.T) {
 	}
 	assertSecretInTasks(t, added, "pw", v1)
 	if needLog(t) {
+		// The outage's first stale answer is a warning; the next ones are
+		// counted in a summary and keep a debug line each (LOG_LEVEL=debug).
+		warned := false
 		for _, tk := range added {
 			line := waitLog(t, m, logTimeout, "last-known-good", "backend=flaky", "secret="+stored, tk.ID)
-			if !warnLevel.MatchString(line) {
-				t.Errorf("stale-copy line is not at warning level: %s", line)
-			}
+			warned = warned || warnLevel.MatchString(line)
+		}
+		if !warned {
+			t.Errorf("no stale-copy line at warning level for tasks %v", taskIDs(added))
 		}
 	}
 	if age := time.Since(stoppedAt); age > maxStale-2*time.Second {

@@ -1,0 +1,206 @@
+package server
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// socketLimits bound what one client of the plugin socket can hold: a
+// connection that never sends a request, sends its header byte by byte,
+// or sits idle forever costs a goroutine and a file descriptor, and
+// without limits a thousand of them stay until the plugin restarts.
+type socketLimits struct {
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	// MaxConns caps open connections; past it the longest-quiet one (no
+	// request in progress) is closed to make room, so a flood of idle
+	// or slow connections cannot keep a good request out.
+	MaxConns int
+}
+
+// pluginSocketLimits are the plugin socket's limits for a request
+// deadline. They follow how the engine talks to a plugin (moby
+// pkg/plugins/client.go): one POST with a header of a few hundred bytes
+// written at once, over an http.Transport with no IdleConnTimeout that
+// keeps up to two idle connections per plugin; callWithRetry resends a
+// request whose connection failed after 1 s, 2 s, ... for 30 s.
+//   - ReadHeaderTimeout 5 s: the engine's header arrives in one write; 5 s
+//     only matters to a client that never sends or dribbles its header.
+//   - ReadTimeout 10 s: header and body (a few KiB of labels at most). It
+//     bounds reading the request, not the handler (see the tests).
+//   - WriteTimeout: the handler answers within the request deadline
+//     (getBounded), so the deadline plus 10 s never cuts off an answer.
+//   - IdleTimeout 90 s: the engine never closes its idle connections, so
+//     the plugin must. When it does, the engine's transport sees the close
+//     and drops the connection; a request racing the close fails its
+//     first write (EPIPE on a unix socket, nothing sent) and Go's
+//     transport resends it, body included, on a new connection. Only a
+//     request written whole in the instant between the deadline and the
+//     close is lost: callWithRetry resends it with an empty body (its
+//     reader is spent), answered as a bad request, and the task restarts.
+//     At most one close per 90 s quiet spell keeps that window
+//     negligible; 90 s also keeps a connection through a burst of task
+//     starts, as Go's DefaultTransport does on the client side.
+//   - MaxHeaderBytes 16 KiB: the engine sends about 250 bytes.
+//   - MaxConns 512: only the leader's dispatcher calls, once per task and
+//     secret, so connections with a request in progress stay far below
+//     it; quiet ones are closed to make room rather than counted against
+//     it, and a connection over the cap with all 512 busy waits in the
+//     accept queue for a slot instead of being refused. Each busy
+//     connection may hold a thread on a hung disk, so the cap also
+//     bounds those (with driver.DefaultMaxStuck per backend).
+func pluginSocketLimits(requestTimeout time.Duration) socketLimits {
+	return socketLimits{
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      requestTimeout + 10*time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		MaxConns:          512,
+	}
+}
+
+// newSocketServer returns the http.Server for h with lim, and l wrapped in
+// the connection cap; serve the one on the other.
+func newSocketServer(h http.Handler, l net.Listener, lim socketLimits) (*http.Server, *connLimiter) {
+	cl := &connLimiter{Listener: l, max: lim.MaxConns, conns: map[*trackedConn]struct{}{},
+		wake: make(chan struct{}, 1), closed: make(chan struct{})}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		ConnState:         cl.connState,
+	}
+	return hs, cl
+}
+
+// connLimiter is a listener that keeps at most max connections open. Over
+// the cap it closes the connection that has been quiet (accepted or idle,
+// no request being handled) the longest; when every connection is busy it
+// waits for one to end.
+type connLimiter struct {
+	net.Listener
+	max int
+
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
+	seq   uint64 // orders quiet spells, oldest first
+
+	wake      chan struct{} // a connection ended or went quiet
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+type trackedConn struct {
+	net.Conn
+	l       *connLimiter
+	quiet   bool   // guarded by l.mu
+	quietAt uint64 // guarded by l.mu
+	once    sync.Once
+}
+
+// Accept returns the next connection once there is room for it.
+func (l *connLimiter) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		l.mu.Lock()
+		if len(l.conns) < l.max {
+			l.seq++
+			tc := &trackedConn{Conn: c, l: l, quiet: true, quietAt: l.seq}
+			l.conns[tc] = struct{}{}
+			l.mu.Unlock()
+			return tc, nil
+		}
+		victim := l.oldestQuiet()
+		l.mu.Unlock()
+		if victim != nil {
+			victim.Close() // releases its slot before returning
+			continue
+		}
+		select {
+		case <-l.wake:
+		case <-l.closed:
+			c.Close()
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+// oldestQuiet is the connection quiet the longest, or nil; l.mu is held.
+func (l *connLimiter) oldestQuiet() *trackedConn {
+	var v *trackedConn
+	for c := range l.conns {
+		if c.quiet && (v == nil || c.quietAt < v.quietAt) {
+			v = c
+		}
+	}
+	return v
+}
+
+// connState follows the http.Server's view of each connection.
+func (l *connLimiter) connState(c net.Conn, st http.ConnState) {
+	tc, ok := c.(*trackedConn)
+	if !ok {
+		return
+	}
+	switch st {
+	case http.StateActive:
+		l.mu.Lock()
+		tc.quiet = false
+		l.mu.Unlock()
+	case http.StateIdle:
+		l.mu.Lock()
+		l.seq++
+		tc.quiet, tc.quietAt = true, l.seq
+		l.mu.Unlock()
+		l.signal()
+	case http.StateHijacked, http.StateClosed:
+		tc.release()
+	}
+}
+
+func (l *connLimiter) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Open returns the number of connections open now.
+func (l *connLimiter) Open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+// Close stops accepting; open connections are the http.Server's to close.
+func (l *connLimiter) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+func (c *trackedConn) release() {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+		c.l.signal()
+	})
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
+}
