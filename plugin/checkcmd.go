@@ -111,7 +111,7 @@ func runCheck(env *cliEnv, args []string) error {
 	case stack == "":
 		return fmt.Errorf("%w: --stack NAME is required: the stack name decides every secret's swarm and stored name", errUsage)
 	case strings.ContainsAny(stack, " \t\r\n"):
-		return fmt.Errorf("%w: --stack %q: use the plain name given to docker stack deploy", errUsage, stack)
+		return fmt.Errorf("%w: --stack holds white space: use the plain name given to docker stack deploy", errUsage)
 	}
 	var data []byte
 	if file == "-" {
