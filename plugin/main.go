@@ -37,6 +37,17 @@ type cliEnv struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// lookupEnv tells an unset variable from an empty one, as compose
+	// interpolation must (${X-default}); nil: set means non-empty.
+	lookupEnv func(string) (string, bool)
+}
+
+func (e *cliEnv) lookup(name string) (string, bool) {
+	if e.lookupEnv != nil {
+		return e.lookupEnv(name)
+	}
+	v := e.getenv(name)
+	return v, v != ""
 }
 
 // errUsage marks an error whose fix is the command's usage text.
@@ -57,7 +68,7 @@ func main() {
 	// reports backend failures itself, with the secret and task, so
 	// gRPC's lines would only add noise to the dockerd log.
 	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard))
-	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, lookupEnv: os.LookupEnv}
 	os.Exit(run(env, os.Args[1:]))
 }
 
