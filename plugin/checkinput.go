@@ -67,6 +67,63 @@ func loadComposeFiles(env *cliEnv, files []string, rep *checkReport) (*composeFi
 	return mergeCompose(parsed), nil
 }
 
+// mergeCompose merges the files of docker stack deploy -c a.yml -c b.yml
+// as the CLI does: a later file overrides an earlier one key by key. A
+// service is merged field by field (its secrets by source, its deploy
+// labels by key); a top-level secret is replaced as a whole.
+func mergeCompose(files []*composeFile) *composeFile {
+	out := &composeFile{Services: map[string]composeService{}, Secrets: map[string]composeSecret{}}
+	for _, f := range files {
+		if f.Version != "" {
+			out.Version = f.Version
+		}
+		for k, s := range f.Secrets {
+			out.Secrets[k] = s
+		}
+		for k, s := range f.Services {
+			base, ok := out.Services[k]
+			if !ok {
+				out.Services[k] = s
+				continue
+			}
+			if s.Image != "" {
+				base.Image = s.Image
+			}
+			base.Secrets = mergeServiceSecrets(base.Secrets, s.Secrets)
+			if len(s.Deploy.Labels) > 0 {
+				labels := labelMap{}
+				for lk, lv := range base.Deploy.Labels {
+					labels[lk] = lv
+				}
+				for lk, lv := range s.Deploy.Labels {
+					labels[lk] = lv
+				}
+				base.Deploy.Labels = labels
+			}
+			out.Services[k] = base
+		}
+	}
+	return out
+}
+
+// mergeServiceSecrets unions two lists of a service's secrets by source,
+// the later entry replacing an earlier one with the same source.
+func mergeServiceSecrets(base, over []serviceSecret) []serviceSecret {
+	out := append([]serviceSecret(nil), base...)
+	for _, o := range over {
+		replaced := false
+		for i := range out {
+			if out[i].Source == o.Source {
+				out[i], replaced = o, true
+			}
+		}
+		if !replaced {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // resolvePluginNames returns the driver names to check: --plugin if given,
 // else the names the swarmkeep plugin is installed under here (Docker's
 // answer), else "swarmkeep". A plugin installed as myorg/swarmkeep:1.2 is

@@ -173,3 +173,18 @@ func TestCheckPluginName(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// A plain ${X} is typed after substitution, as the CLI types it; a quoted
+// one stays a string; keys are not interpolated.
+func TestParseComposeInterpolationTypes(t *testing.T) {
+	vars := map[string]string{"EXT": "true", "V": "3.8"}
+	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	cf, unset, err := parseCompose([]byte("version: \"${V}\"\nsecrets:\n  a:\n    external: ${EXT}\n  ${KEY}:\n    driver: swarmkeep\n    labels: {x: '${MISSING}'}\n"), lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Version != "3.8" || !cf.Secrets["a"].External.External || cf.Secrets["${KEY}"].Driver != "swarmkeep" ||
+		cf.Secrets["${KEY}"].Labels["x"] != "" || strings.Join(unset, ",") != "MISSING" {
+		t.Fatalf("%+v, unset %v", cf, unset)
+	}
+}

@@ -179,63 +179,6 @@ func parseCompose(data []byte, lookup func(string) (string, bool)) (cf *composeF
 	return cf, unset, nil
 }
 
-// mergeCompose merges the files of docker stack deploy -c a.yml -c b.yml
-// as the CLI does: a later file overrides an earlier one key by key. A
-// service is merged field by field (its secrets by source, its deploy
-// labels by key); a top-level secret is replaced as a whole.
-func mergeCompose(files []*composeFile) *composeFile {
-	out := &composeFile{Services: map[string]composeService{}, Secrets: map[string]composeSecret{}}
-	for _, f := range files {
-		if f.Version != "" {
-			out.Version = f.Version
-		}
-		for k, s := range f.Secrets {
-			out.Secrets[k] = s
-		}
-		for k, s := range f.Services {
-			base, ok := out.Services[k]
-			if !ok {
-				out.Services[k] = s
-				continue
-			}
-			if s.Image != "" {
-				base.Image = s.Image
-			}
-			base.Secrets = mergeServiceSecrets(base.Secrets, s.Secrets)
-			if len(s.Deploy.Labels) > 0 {
-				labels := labelMap{}
-				for lk, lv := range base.Deploy.Labels {
-					labels[lk] = lv
-				}
-				for lk, lv := range s.Deploy.Labels {
-					labels[lk] = lv
-				}
-				base.Deploy.Labels = labels
-			}
-			out.Services[k] = base
-		}
-	}
-	return out
-}
-
-// mergeServiceSecrets unions two lists of a service's secrets by source,
-// the later entry replacing an earlier one with the same source.
-func mergeServiceSecrets(base, over []serviceSecret) []serviceSecret {
-	out := append([]serviceSecret(nil), base...)
-	for _, o := range over {
-		replaced := false
-		for i := range out {
-			if out[i].Source == o.Source {
-				out[i], replaced = o, true
-			}
-		}
-		if !replaced {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
 // checkVersion: docker stack deploy validates against the schema of the
 // declared version, and driver, driver_opts and template_driver only exist
 // from 3.8; an older version fails the deploy with "Additional property".

@@ -37,7 +37,7 @@ func interpolateNode(root *yaml.Node, lookup func(string) (string, bool)) (unset
 				seen[m] = true
 			}
 			n.Value = v
-			if n.Style == 0 || n.Style == yaml.TaggedStyle {
+			if n.Style == 0 {
 				// A plain ${X} was a string; its value is typed as the
 				// CLI types it (external: ${EXT} may become true).
 				n.Tag = ""
