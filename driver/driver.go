@@ -2,7 +2,6 @@ package driver
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"sort"
@@ -242,17 +241,9 @@ func (d *Driver) authorize(req *Request, spec Spec, ev *Event) error {
 func decodeValue(enc Encoding, stored []byte) ([]byte, error) {
 	value := stored
 	if enc == EncodingBase64 {
-		// base64(1) wraps lines at 76 columns: drop all white space.
-		text := strings.Map(func(r rune) rune {
-			if r == ' ' || r == '\t' || r == '\n' || r == '\r' {
-				return -1
-			}
-			return r
-		}, string(stored))
-		text = strings.TrimRight(text, "=")
-		out, err := base64.RawStdEncoding.DecodeString(text)
+		out, err := DecodeBase64(stored)
 		if err != nil {
-			return nil, fmt.Errorf("%w: not valid base64 (swarmkeep.encoding=base64)", errInvalidValue)
+			return nil, fmt.Errorf("%w: %v (swarmkeep.encoding=base64)", errInvalidValue, err)
 		}
 		value = out
 	}

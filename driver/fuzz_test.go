@@ -121,7 +121,7 @@ func FuzzParseSpec(f *testing.F) {
 			return
 		}
 		for k := range labels {
-			if _, known := labelParsers[k]; strings.HasPrefix(k, LabelPrefix) && !known {
+			if _, known := labelParsers[k]; ourLabelKey(k) && !known {
 				t.Fatalf("unknown label %q accepted", k)
 			}
 		}
@@ -176,6 +176,59 @@ func FuzzParseSpec(f *testing.F) {
 	})
 }
 
+// ourLabelKey is the fuzz oracle for "a key ParseSpec must judge": its
+// first runes equal the prefix under case folding (Swarmkeep., ſwarmkeep.).
+func ourLabelKey(k string) bool {
+	r, n := []rune(k), len([]rune(LabelPrefix))
+	return len(r) >= n && strings.EqualFold(string(r[:n]), LabelPrefix)
+}
+
+// FuzzDecodeBase64: exactly the texts base64 and base64 -w0 write for some
+// bytes are accepted, and they decode to those bytes.
+func FuzzDecodeBase64(f *testing.F) {
+	for _, seed := range []string{"QQ==", "QQ==\n", "QQ=====\n==", "QQ", "QR==", "aGVs\nbG8=\n", "QQ==\r\n", "",
+		base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("x"), 100)),
+		wrap76(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("x"), 100))) + "\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, text []byte) {
+		got, err := DecodeBase64(text)
+		if err != nil {
+			// Refused: no decoding of any bytes is written this way.
+			if v, derr := base64.StdEncoding.DecodeString(strings.NewReplacer("\n", "", "\r", "").Replace(string(text))); derr == nil {
+				for _, form := range base64Forms(v) {
+					if form == string(text) {
+						t.Fatalf("%q refused, but base64 writes it for %q", text, v)
+					}
+				}
+			}
+			return
+		}
+		ok := false
+		for _, form := range base64Forms(got) {
+			ok = ok || form == string(text)
+		}
+		if !ok {
+			t.Fatalf("%q accepted as %q, but base64 never writes it", text, got)
+		}
+	})
+}
+
+// base64Forms are the texts base64 and base64 -w0 may write for v, with
+// and without the final newline.
+func base64Forms(v []byte) []string {
+	e := base64.StdEncoding.EncodeToString(v)
+	return []string{e, e + "\n", wrap76(e), wrap76(e) + "\n"}
+}
+
+func wrap76(s string) string {
+	var lines []string
+	for len(s) > 76 {
+		lines, s = append(lines, s[:76]), s[76:]
+	}
+	return strings.Join(append(lines, s), "\n")
+}
+
 func errText(err error) string {
 	if err == nil {
 		return ""
@@ -195,7 +248,7 @@ func checkLabelError(t *testing.T, secretName string, labels map[string]string, 
 	if !reflect.DeepEqual(spec, Spec{}) {
 		t.Fatalf("error %v came with a Spec: %+v", err, spec)
 	}
-	if _, ok := labels[le.Label]; !ok || !strings.HasPrefix(le.Label, LabelPrefix) {
+	if _, ok := labels[le.Label]; !ok || !ourLabelKey(le.Label) {
 		t.Fatalf("error names label %q, which the secret does not have", le.Label)
 	}
 	if msg := err.Error(); strings.ContainsAny(msg, "%\r\n") {

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
@@ -46,9 +47,9 @@ type Encoding string
 const (
 	// EncodingRaw delivers the stored bytes as they are.
 	EncodingRaw Encoding = "raw"
-	// EncodingBase64 treats the stored value as standard base64 text
-	// (padding optional, white space ignored) and delivers the
-	// decoded bytes, so binary values can be stored from a text source.
+	// EncodingBase64 treats the stored value as the text base64 or
+	// base64 -w0 writes (see DecodeBase64) and delivers the decoded
+	// bytes, so binary values can be stored from a text source.
 	EncodingBase64 Encoding = "base64"
 )
 
@@ -81,6 +82,11 @@ type LabelError struct {
 
 func (e *LabelError) Error() string {
 	if e.Value == "" && e.Want == "" {
+		for _, k := range knownLabels() {
+			if strings.EqualFold(k, e.Label) {
+				return fmt.Sprintf("unknown label %s: labels are case-sensitive, did you mean %s", quoteShort(e.Label), k)
+			}
+		}
 		// The key is the user's: quoted and cut, like a value.
 		return fmt.Sprintf("unknown label %s (known: %s)", quoteShort(e.Label), strings.Join(knownLabels(), ", "))
 	}
@@ -174,7 +180,9 @@ func ParseSpec(secretName string, labels map[string]string) (Spec, error) {
 	spec := Spec{Reuse: true, Encoding: EncodingRaw, Stack: labels[StackNamespaceLabel]}
 	keys := make([]string, 0, len(labels))
 	for k := range labels {
-		if strings.HasPrefix(k, LabelPrefix) {
+		// Any case of the prefix is ours: a Swarmkeep.name that is
+		// ignored would silently read another value.
+		if hasFoldPrefix(k, LabelPrefix) {
 			keys = append(keys, k)
 		}
 	}
@@ -192,6 +200,23 @@ func ParseSpec(secretName string, labels map[string]string) (Spec, error) {
 		spec.Name = defaultStoredName(secretName, spec.Stack)
 	}
 	return spec, nil
+}
+
+// hasFoldPrefix reports whether s starts with prefix under Unicode case
+// folding (so "SwarmKeep." and even "ſwarmkeep." count), rune by rune, as
+// the folded forms may differ in length.
+func hasFoldPrefix(s, prefix string) bool {
+	for _, p := range prefix {
+		if s == "" {
+			return false
+		}
+		r, size := utf8.DecodeRuneInString(s)
+		if r != p && !strings.EqualFold(string(r), string(p)) {
+			return false
+		}
+		s = s[size:]
+	}
+	return true
 }
 
 // defaultStoredName maps the "<stack>_key" name docker stack deploy gives a

@@ -41,6 +41,13 @@ func TestParseSpec(t *testing.T) {
 		{name: "bad services", secret: "s", labels: map[string]string{LabelServices: "web,,api"}, wantErr: "swarmkeep.services"},
 		{name: "bad services glob", secret: "s", labels: map[string]string{LabelServices: "[web"}, wantErr: "swarmkeep.services"},
 		{name: "bad backend", secret: "s", labels: map[string]string{LabelBackend: "a b"}, wantErr: "swarmkeep.backend"},
+		// Another case of the prefix is still ours: ignored, it would
+		// read the secret's default name instead of the one asked for.
+		{name: "capitalised prefix", secret: "s", labels: map[string]string{"Swarmkeep.name": "prod/db"}, wantErr: `"Swarmkeep.name": labels are case-sensitive, did you mean swarmkeep.name`},
+		{name: "upper-case label", secret: "s", labels: map[string]string{"SWARMKEEP.VERSION": "2"}, wantErr: "did you mean swarmkeep.version"},
+		{name: "folded prefix, unknown rest", secret: "s", labels: map[string]string{"SwarmKeep.colour": "x"}, wantErr: `unknown label "SwarmKeep.colour"`},
+		{name: "long s folds to s", secret: "s", labels: map[string]string{"\u017fwarmkeep.name": "x"}, wantErr: "unknown label"},
+		{name: "kelvin sign folds to k", secret: "s", labels: map[string]string{"swarm\u212aeep.name": "x"}, wantErr: "unknown label"},
 		{name: "first error is stable", secret: "s", labels: map[string]string{LabelReuse: "x", LabelEncoding: "y"}, wantErr: "swarmkeep.encoding"},
 	}
 	for _, tc := range tests {
@@ -60,6 +67,15 @@ func TestParseSpec(t *testing.T) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// Labels that only look like the prefix stay the user's.
+func TestParseSpecOtherPrefixes(t *testing.T) {
+	for _, k := range []string{"swarmkeep", "swarmkeepx.name", "swarmkee.name", "x.swarmkeep.name", "Swarmkeep"} {
+		if _, err := ParseSpec("s", map[string]string{k: "v"}); err != nil {
+			t.Errorf("label %q refused: %v", k, err)
+		}
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 	"github.com/swarmkeep/swarmkeep/driver/server"
 )
 
-const checkUsage = `Usage: swarmkeep check -c COMPOSE_FILE --stack NAME [flags]
+const checkUsage = `Usage: swarmkeep check -c COMPOSE_FILE [-c FILE]... --stack NAME [flags]
 
 Resolves every secret of a compose file whose driver is this plugin the way
 the plugin will once "docker stack deploy -c COMPOSE_FILE NAME" has created
@@ -28,12 +28,22 @@ it: the swarm secret name, the stored name and backend its labels select, the
 access decision per service and whether the value is there (its size, never
 the value). It also flags what Swarm drops without a word: driver_opts (never
 sent to the plugin), driver changes on a redeploy, and the stack-name prefix.
-Exits 1 when the deploy would fail or a task could not get its secret.
+
+As docker stack deploy does, it merges several -c files (a later file
+overrides an earlier one's keys) and substitutes $VAR, ${VAR},
+${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error},
+${VAR:+alt}, ${VAR+alt} from the environment ($$ is a literal $).
+
+Exit status: 0 when every secret of the plugin resolves; 1 when the deploy
+would fail, a task could not get its secret, or no secret names the plugin
+(nothing checked); 2 on a usage error.
 
 Flags:
-  -c, --compose-file FILE  compose file ("-" for stdin)
+  -c, --compose-file FILE  compose file ("-" for stdin); repeat to merge files
   --stack NAME             the stack name given to docker stack deploy (required)
-  --plugin NAME            the plugin's name as secrets' driver: spells it (default swarmkeep)
+  --plugin NAME            the plugin's name as secrets' driver: spells it; NAME also
+                           matches NAME:latest (default: the name the swarmkeep plugin is
+                           installed under here, asked of Docker; else swarmkeep)
   --default-backend NAME   the plugin's DEFAULT_BACKEND (default: the first of --backends)
   --policy FILE            the managers' access policy file (default: the built-in default
                            policy, which the plugin applies when there is no file)
@@ -88,12 +98,13 @@ func runCheck(env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	var sf storeFlags
 	sf.bind(fs, env)
-	var file, stack, pluginName, dflt, policyFile string
+	var files fileList
+	var stack, pluginName, dflt, policyFile string
 	var asJSON bool
-	fs.StringVar(&file, "c", "", "compose file")
-	fs.StringVar(&file, "compose-file", "", "compose file")
+	fs.Var(&files, "c", "compose file")
+	fs.Var(&files, "compose-file", "compose file")
 	fs.StringVar(&stack, "stack", "", "stack name")
-	fs.StringVar(&pluginName, "plugin", "swarmkeep", "plugin name")
+	fs.StringVar(&pluginName, "plugin", "", "plugin name")
 	fs.StringVar(&dflt, "default-backend", "", "default backend")
 	fs.StringVar(&policyFile, "policy", "", "access policy file")
 	timeout := fs.Duration("timeout", 10*time.Second, "read timeout")
@@ -106,29 +117,25 @@ func runCheck(env *cliEnv, args []string) error {
 		return err
 	}
 	switch {
-	case file == "":
+	case len(files) == 0:
 		return fmt.Errorf("%w: -c COMPOSE_FILE is required", errUsage)
 	case stack == "":
 		return fmt.Errorf("%w: --stack NAME is required: the stack name decides every secret's swarm and stored name", errUsage)
 	case strings.ContainsAny(stack, " \t\r\n"):
-		return fmt.Errorf("%w: --stack %q: use the plain name given to docker stack deploy", errUsage, stack)
+		return fmt.Errorf("%w: --stack holds white space: use the plain name given to docker stack deploy", errUsage)
 	}
-	var data []byte
-	if file == "-" {
-		data, err = io.ReadAll(io.LimitReader(env.stdin, 16<<20))
-	} else {
-		data, err = os.ReadFile(file)
-	}
+	file := strings.Join(files, ", ")
+	rep := checkReport{File: file, Stack: stack, Errors: []string{}, Warnings: []string{}, Notes: []string{}}
+	cf, err := loadComposeFiles(env, files, &rep)
 	if err != nil {
 		return err
 	}
-	rep := checkReport{File: file, Stack: stack, Plugin: pluginName, Errors: []string{}, Warnings: []string{}, Notes: []string{}}
-	cf, err := parseCompose(data)
-	if err != nil {
-		rep.Errors = append(rep.Errors, err.Error())
+	if cf == nil {
 		return finishCheck(env, &rep, asJSON)
 	}
-	p := planCheck(cf, stack, pluginName)
+	plugins := resolvePluginNames(pluginName, &rep)
+	rep.Plugin = strings.Join(plugins, ", ")
+	p := planCheck(cf, stack, plugins)
 	rep.Errors = append(rep.Errors, p.Errors...)
 	rep.Warnings = append(rep.Warnings, p.Warnings...)
 	rep.Notes = append(rep.Notes, p.Notes...)
@@ -139,7 +146,13 @@ func runCheck(env *cliEnv, args []string) error {
 		}
 	}
 	if len(ours) == 0 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("no secret of %s has driver: %s; nothing to resolve", file, pluginName))
+		// Nothing checked is no green light: usually the plugin is
+		// installed under another name than the one looked for.
+		msg := fmt.Sprintf("no secret of %s has driver: %s, so nothing was checked", file, rep.Plugin)
+		if others := otherDrivers(p.Secrets); len(others) > 0 {
+			msg += fmt.Sprintf(" (drivers in the file: %s); fix: swarmkeep check --plugin NAME with the name the plugin is installed under", strings.Join(others, ", "))
+		}
+		rep.Errors = append(rep.Errors, msg)
 		return finishCheck(env, &rep, asJSON)
 	}
 	pol, err := loadCheckPolicy(policyFile)

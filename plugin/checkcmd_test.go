@@ -155,7 +155,9 @@ func TestCheckUsage(t *testing.T) {
 	if code, out, errOut := runCLI(t, env, compose, "check", "--stack", "demo", "-c", "-"); code != 0 || !strings.Contains(out, fmt.Sprintf("ok %d B", len(marker))) {
 		t.Fatalf("compose on stdin: %d %q %q", code, out, errOut)
 	}
-	if code, out, _ := runCLI(t, env, "", "check", "--stack", "demo", "-c", "testdata/compose/ok.yml", "--plugin", "other"); code != 0 || !strings.Contains(out, "nothing to resolve") {
+	// Nothing checked is a failure, not "ok: 0 secret(s) resolved".
+	if code, out, _ := runCLI(t, env, "", "check", "--stack", "demo", "-c", "testdata/compose/ok.yml", "--plugin", "other"); code != 1 ||
+		!strings.Contains(out, "nothing was checked (drivers in the file: swarmkeep, swarmkeep:latest)") || !strings.Contains(out, "--plugin NAME") {
 		t.Fatalf("--plugin other: %d %q", code, out)
 	}
 }

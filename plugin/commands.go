@@ -191,7 +191,10 @@ func runRm() func(*cliEnv, []string) error {
 
 func runVerify(ctx context.Context, env *cliEnv, s *store.Store, _ []string) error {
 	ok, bad, err := s.Verify(ctx, func(name string, err error) {
-		fmt.Fprintf(env.stdout, "FAIL %s: %v\n", name, err)
+		// Verify reports every record, the healthy ones with a nil error.
+		if err != nil {
+			fmt.Fprintf(env.stdout, "FAIL %s: %v\n", name, err)
+		}
 	})
 	if err != nil {
 		return err

@@ -147,24 +147,36 @@ func (e *externalField) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// parseCompose reads one compose document. Variables are not interpolated:
-// planCheck warns wherever a "${" is left.
-func parseCompose(data []byte) (cf *composeFile, err error) {
+// parseCompose reads one compose document, with its variables interpolated
+// from lookup as the docker CLI does (nil: none). unset names the variables
+// that were not set and became blank strings.
+func parseCompose(data []byte, lookup func(string) (string, bool)) (cf *composeFile, unset []string, err error) {
 	// The YAML library has panicked on hostile input before: a bad file
 	// must be an error line, not a crash.
 	defer func() {
 		if r := recover(); r != nil {
-			cf, err = nil, fmt.Errorf("compose file: yaml parser failed: %v", r)
+			cf, unset, err = nil, nil, fmt.Errorf("compose file: yaml parser failed: %v", r)
 		}
 	}()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, nil, fmt.Errorf("compose file: %w", err)
+	}
+	if lookup != nil {
+		if unset, err = interpolateNode(&doc, lookup); err != nil {
+			return nil, nil, fmt.Errorf("compose file: %w", err)
+		}
+	}
 	cf = &composeFile{}
-	if err := yaml.Unmarshal(data, cf); err != nil {
-		return nil, fmt.Errorf("compose file: %w", err)
+	if len(doc.Content) > 0 {
+		if err := doc.Decode(cf); err != nil {
+			return nil, nil, fmt.Errorf("compose file: %w", err)
+		}
 	}
 	if cf.Services == nil && cf.Secrets == nil {
-		return nil, errors.New("compose file: no services and no secrets")
+		return nil, nil, errors.New("compose file: no services and no secrets")
 	}
-	return cf, nil
+	return cf, unset, nil
 }
 
 // checkVersion: docker stack deploy validates against the schema of the
@@ -227,9 +239,19 @@ func samePlugin(a, b string) bool {
 	return a != "" && norm(a) == norm(b)
 }
 
+// anyPlugin reports whether driver names one of plugins.
+func anyPlugin(driver string, plugins []string) bool {
+	for _, p := range plugins {
+		if samePlugin(driver, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // planCheck applies docker stack deploy's naming and labelling to the
 // compose secrets and collects what Swarm would refuse or silently drop.
-func planCheck(cf *composeFile, stack, pluginName string) plan {
+func planCheck(cf *composeFile, stack string, plugins []string) plan {
 	var p plan
 	errf := func(f string, a ...any) { p.Errors = append(p.Errors, fmt.Sprintf(f, a...)) }
 	warnf := func(f string, a ...any) { p.Warnings = append(p.Warnings, fmt.Sprintf(f, a...)) }
@@ -256,12 +278,9 @@ func planCheck(cf *composeFile, stack, pluginName string) plan {
 	for _, key := range sortedNames(cf.Secrets) {
 		s := cf.Secrets[key]
 		ps := plannedSecret{Key: key, External: s.External.External, Driver: s.Driver,
-			Ours: samePlugin(s.Driver, pluginName), Template: s.TemplateDriver != "", Services: users[key]}
-		for _, v := range interpolated(key, s) {
-			warnf("secret %s: %s contains ${...}; check does not interpolate variables, so names and labels here are taken literally", key, v)
-		}
-		if s.Driver != "" && !ps.Ours && strings.Contains(s.Driver, pluginName) {
-			warnf("secret %s: driver %s is not the checked plugin %s (use --plugin); not checked", key, s.Driver, pluginName)
+			Ours: anyPlugin(s.Driver, plugins), Template: s.TemplateDriver != "", Services: users[key]}
+		if s.Driver != "" && !ps.Ours && strings.Contains(s.Driver, "swarmkeep") {
+			warnf("secret %s: driver %s is not the checked plugin %s (use --plugin); not checked", key, s.Driver, strings.Join(plugins, ", "))
 		}
 		if ps.External {
 			// Swarm looks external secrets up by name, unprefixed, and
@@ -307,22 +326,6 @@ func planCheck(cf *composeFile, stack, pluginName string) plan {
 		p.Secrets = append(p.Secrets, ps)
 	}
 	return p
-}
-
-// interpolated names the fields of a secret that still hold "${".
-func interpolated(key string, s composeSecret) []string {
-	var out []string
-	for _, f := range []struct{ what, v string }{{"the key", key}, {"name", s.Name}, {"driver", s.Driver}, {"file", s.File}} {
-		if strings.Contains(f.v, "${") {
-			out = append(out, f.what)
-		}
-	}
-	for _, k := range sortedNames(s.Labels) {
-		if strings.Contains(k, "${") || strings.Contains(s.Labels[k], "${") {
-			out = append(out, "label "+k)
-		}
-	}
-	return out
 }
 
 func firstNonEmpty(s ...string) string {

@@ -16,7 +16,7 @@ func loadCompose(t *testing.T, name string) *composeFile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := parseCompose(data)
+	cf, _, err := parseCompose(data, nil)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -75,14 +75,14 @@ func TestParseComposeRejects(t *testing.T) {
 		"services:\n  a:\n    secrets:\n      - target: x\n",
 		"secrets:\n  s:\n    external: maybe\n",
 	} {
-		if _, err := parseCompose([]byte(bad)); err == nil {
+		if _, _, err := parseCompose([]byte(bad), nil); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
 	}
 }
 
 func TestPlanNamesAndLabels(t *testing.T) {
-	p := planCheck(loadCompose(t, "ok.yml"), "demo", "swarmkeep")
+	p := planCheck(loadCompose(t, "ok.yml"), "demo", []string{"swarmkeep"})
 	got := map[string]plannedSecret{}
 	for _, s := range p.Secrets {
 		got[s.Key] = s
@@ -106,7 +106,7 @@ func TestPlanNamesAndLabels(t *testing.T) {
 }
 
 func TestPlanProblems(t *testing.T) {
-	p := planCheck(loadCompose(t, "mixed.yml"), "demo", "swarmkeep")
+	p := planCheck(loadCompose(t, "mixed.yml"), "demo", []string{"swarmkeep"})
 	all := strings.Join(p.Errors, "\n")
 	for _, want := range []string{"3.7 predates", "uses secret ghost"} {
 		if !strings.Contains(all, want) {
@@ -114,19 +114,19 @@ func TestPlanProblems(t *testing.T) {
 		}
 	}
 	warns := strings.Join(p.Warnings, "\n")
-	for _, want := range []string{"secret ext: external", "swarm secret shared_legacy", "label swarmkeep.name contains ${", "template_driver golang", "secret unused: used by no service"} {
+	for _, want := range []string{"secret ext: external", "swarm secret shared_legacy", "template_driver golang", "secret unused: used by no service"} {
 		if !strings.Contains(warns, want) {
 			t.Errorf("warnings lack %q: %q", want, p.Warnings)
 		}
 	}
-	if p := planCheck(loadCompose(t, "filedriver.yml"), "demo", "swarmkeep"); len(p.Errors) != 1 || !strings.Contains(p.Errors[0], "driver together with file") {
+	if p := planCheck(loadCompose(t, "filedriver.yml"), "demo", []string{"swarmkeep"}); len(p.Errors) != 1 || !strings.Contains(p.Errors[0], "driver together with file") {
 		t.Errorf("file+driver: %q", p.Errors)
 	}
-	if p := planCheck(loadCompose(t, "driveropts.yml"), "demo", "swarmkeep"); len(p.Errors) != 0 || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "driver_opts (name, version)") {
+	if p := planCheck(loadCompose(t, "driveropts.yml"), "demo", []string{"swarmkeep"}); len(p.Errors) != 0 || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "driver_opts (name, version)") {
 		t.Errorf("driver_opts: %q %q", p.Errors, p.Warnings)
 	}
 	long := &composeFile{Secrets: map[string]composeSecret{strings.Repeat("k", 60): {Driver: "swarmkeep"}}}
-	if p := planCheck(long, "demo", "swarmkeep"); len(p.Errors) != 1 || !strings.Contains(p.Errors[0], "is invalid") {
+	if p := planCheck(long, "demo", []string{"swarmkeep"}); len(p.Errors) != 1 || !strings.Contains(p.Errors[0], "is invalid") {
 		t.Errorf("65-byte swarm name: %q", p.Errors)
 	}
 }

@@ -37,17 +37,38 @@ type cliEnv struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// lookupEnv tells an unset variable from an empty one, as compose
+	// interpolation must (${X-default}); nil: set means non-empty.
+	lookupEnv func(string) (string, bool)
+}
+
+func (e *cliEnv) lookup(name string) (string, bool) {
+	if e.lookupEnv != nil {
+		return e.lookupEnv(name)
+	}
+	v := e.getenv(name)
+	return v, v != ""
 }
 
 // errUsage marks an error whose fix is the command's usage text.
 var errUsage = errors.New("usage")
+
+// exitError gives a command's failure an exit status other than 1, for
+// commands whose usage documents several.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
 	// The etcd client's gRPC layer logs to stderr on its own; swarmkeep
 	// reports backend failures itself, with the secret and task, so
 	// gRPC's lines would only add noise to the dockerd log.
 	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard))
-	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	env := &cliEnv{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, lookupEnv: os.LookupEnv}
 	os.Exit(run(env, os.Args[1:]))
 }
 
@@ -68,7 +89,8 @@ func run(env *cliEnv, args []string) int {
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(env.stderr, "swarmkeep: unknown command %q; run swarmkeep --help\n", args[0])
+		// Not echoed: a value pasted in the wrong place lands here.
+		fmt.Fprintf(env.stderr, "swarmkeep: unknown command (the first argument); run swarmkeep --help for the list\n")
 		return 2
 	}
 	err := c.run(env, args[1:])
@@ -83,6 +105,10 @@ func run(env *cliEnv, args []string) int {
 		return 2
 	default:
 		fmt.Fprintf(env.stderr, "swarmkeep %s: %v\n", args[0], err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return ee.code
+		}
 		return 1
 	}
 }
@@ -131,12 +157,13 @@ func commandFirst(args []string) []string {
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
+	total := len(args)
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, fmt.Errorf("%w: %s", errUsage, flagProblem(fs, err, total-len(fs.Args())))
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -150,10 +177,47 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// exactArgs checks the number of positionals.
+// flagProblem rewrites the flag package's error without the argument it
+// quotes: a value typed in the wrong place (put db --s3cret, --version
+// s3cret) must not reach the terminal, its scrollback or a CI log. It names
+// the argument by position, and a flag only when the flag set defines it.
+// n is the number of arguments consumed when parsing stopped.
+func flagProblem(fs *flag.FlagSet, err error, n int) string {
+	msg := err.Error()
+	for _, p := range []struct{ prefix, say string }{
+		{"flag provided but not defined: ", "is not a flag of this command"},
+		{"bad flag syntax: ", "is not a valid flag"},
+	} {
+		if strings.HasPrefix(msg, p.prefix) {
+			return fmt.Sprintf("argument %d %s (not shown: it could be a value)", n, p.say)
+		}
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok && fs.Lookup(name) != nil {
+		return "flag --" + name + " needs a value"
+	}
+	// invalid value "X" for flag -NAME: CAUSE
+	if rest, ok := strings.CutPrefix(msg, "invalid "); ok {
+		if i := strings.LastIndex(rest, " for flag -"); i >= 0 {
+			// The cause is the flag package's (parse error, value out
+			// of range) or a flag.Value's own, which never quotes.
+			name, cause, _ := strings.Cut(rest[i+len(" for flag -"):], ": ")
+			if fs.Lookup(name) != nil {
+				return fmt.Sprintf("argument %d: invalid value for flag --%s (not shown): %s", n, name, cause)
+			}
+		}
+	}
+	return fmt.Sprintf("argument %d cannot be parsed (not shown: it could be a value)", n)
+}
+
+// exactArgs checks the number of positionals. It never prints them: an
+// extra one is often a value typed on the command line (put db s3cret).
 func exactArgs(pos []string, n int, what string) error {
 	if len(pos) != n {
-		return fmt.Errorf("%w: want %s, got %d argument(s): %s", errUsage, what, len(pos), strings.Join(pos, " "))
+		hint := ""
+		if len(pos) > n {
+			hint = " (not shown: an extra argument could be a value; values come from stdin or --file)"
+		}
+		return fmt.Errorf("%w: want %s, got %d argument(s)%s", errUsage, what, len(pos), hint)
 	}
 	return nil
 }

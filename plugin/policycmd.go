@@ -48,6 +48,10 @@ It reads only the policy, never the store.
   --node ID               the node ID the task is assigned to
   --file F                the policy file (env ` + envPolicyFile + `, default ` + policyDefaultFile + `);
                           a missing file means the built-in default policy
+
+Exit status: 0 ALLOW, 1 DENY, 2 a usage error, 3 the policy file cannot be
+read or is invalid; so "swarmkeep policy explain ... && deploy" stops on a
+denial.
 `
 
 const policyCheckUsage = `Usage: swarmkeep policy check [--file F]
@@ -81,7 +85,7 @@ func runPolicy(env *cliEnv, args []string) error {
 	case "-h", "--help", "help":
 		return flag.ErrHelp
 	default:
-		return fmt.Errorf("%w: unknown policy command %q: want explain or check", errUsage, sub)
+		return fmt.Errorf("%w: unknown policy command (not shown: it could be a value): want explain or check", errUsage)
 	}
 	// --help shows the subcommand's usage; run() would show the group's.
 	// Usage errors name the subcommand and get the group's usage, which
@@ -104,10 +108,10 @@ func (l labelFlags) String() string { return policy.FormatLabels(l) }
 func (l labelFlags) Set(v string) error {
 	k, val, ok := strings.Cut(v, "=")
 	if !ok || k == "" {
-		return fmt.Errorf("want KEY=VALUE, got %q", v)
+		return errors.New("want KEY=VALUE")
 	}
 	if _, dup := l[k]; dup {
-		return fmt.Errorf("label %q given twice", k)
+		return errors.New("a label key given twice")
 	}
 	l[k] = val
 	return nil
@@ -146,14 +150,14 @@ func runPolicyExplain(env *cliEnv, args []string) error {
 	// that rules on service_labels see what they will see in production.
 	if stack != "" {
 		if v, ok := labels[driver.StackNamespaceLabel]; ok && v != stack {
-			return fmt.Errorf("%w: --stack %s contradicts --service-label %s=%s", errUsage, stack, driver.StackNamespaceLabel, v)
+			return fmt.Errorf("%w: --stack contradicts --service-label %s=...: give one of them", errUsage, driver.StackNamespaceLabel)
 		}
 		labels[driver.StackNamespaceLabel] = stack
 	}
 	req.ServiceLabels = labels
 	pol, note, err := loadPolicyOrDefault(*file)
 	if err != nil {
-		return err
+		return &exitError{code: 3, err: err}
 	}
 	id := driver.IdentityOf(req)
 	stored := pos[0]
@@ -170,6 +174,11 @@ func runPolicyExplain(env *cliEnv, args []string) error {
 	fmt.Fprintf(w, "identity: service %s, stack %s, image %s, node %s, labels %s\n",
 		id.Service, policyDash(id.Stack), policyDash(id.Image), policyDash(id.Node), policyDash(policy.FormatLabels(id.ServiceLabels)))
 	fmt.Fprintf(w, "matching rules: %s\n", policyDash(strings.Join(pol.Matches(id), ", ")))
+	if !d.Allow {
+		// A denial is the answer, not a failure to give one, but a
+		// script must not read it as a green light.
+		return &exitError{code: 1, err: errors.New("denied")}
+	}
 	return nil
 }
 

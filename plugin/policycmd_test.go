@@ -52,8 +52,14 @@ func TestPolicyExplain(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := runCLI(t, env, "", tt.args...)
-			if code != 0 {
-				t.Fatalf("exit %d: %s", code, errOut)
+			// A denial exits 1, so a script does not read it as a
+			// green light (it exited 0).
+			want := 0
+			if strings.HasPrefix(out, "DENY") {
+				want = 1
+			}
+			if code != want || (want == 1) != strings.Contains(errOut, "denied") {
+				t.Fatalf("exit %d, want %d: %s", code, want, errOut)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(out, w) {
@@ -61,6 +67,24 @@ func TestPolicyExplain(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestPolicyExplainExitStatus(t *testing.T) {
+	file := writePolicy(t, explainPolicy)
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--service", "payments_api", "--stack", "payments", "payments/db"}, 0},
+		{[]string{"--service", "web", "other/x"}, 1},
+		{[]string{"--service", "web"}, 2},
+		{[]string{"--service", "web", "--file", writePolicy(t, "version: 1\nrules: [{name: r, allow: [\"a/***\"]}]\n"), "x"}, 3},
+	} {
+		args := append([]string{"policy", "explain", "--file", file}, c.args...)
+		if code, out, errOut := runCLI(t, nil, "", args...); code != c.code {
+			t.Errorf("%v: exit %d, want %d\n%s%s", c.args, code, c.code, out, errOut)
+		}
 	}
 }
 
@@ -110,7 +134,7 @@ func TestPolicyUsage(t *testing.T) {
 		want string
 	}{
 		{[]string{"policy"}, "want a command"},
-		{[]string{"policy", "frob"}, `unknown policy command "frob"`},
+		{[]string{"policy", "frob"}, "unknown policy command (not shown"},
 		{[]string{"policy", "explain", "x"}, "explain: usage: --service is required"},
 		{[]string{"policy", "explain", "--service", "s"}, "want one STORED_NAME"},
 		{[]string{"policy", "explain", "--service", "s", "--service-label", "novalue", "x"}, "want KEY=VALUE"},

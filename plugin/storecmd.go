@@ -149,7 +149,9 @@ func storeCommand(name string, nargs int, what string, extra func(fs *flag.FlagS
 }
 
 // readValue reads a value from a file or stdin, refusing more than a store
-// holds, so a wrong file never ends up half stored.
+// holds, so a wrong file never ends up half stored, and any value Swarm
+// could never deliver: it refuses 0 bytes and more than driver.MaxValueBytes
+// at every task start, long after put said "stored".
 func readValue(env *cliEnv, file string) ([]byte, error) {
 	const max = 1 << 20
 	var r io.Reader = env.stdin
@@ -161,17 +163,49 @@ func readValue(env *cliEnv, file string) ([]byte, error) {
 		defer f.Close()
 		r = f
 	} else if v, ok, err := promptHidden(env); ok {
-		return v, err
+		if err == nil {
+			err = servable(env, v)
+		}
+		if err != nil {
+			clear(v)
+			return nil, err
+		}
+		return v, nil
 	}
 	b, err := io.ReadAll(io.LimitReader(r, max+1))
 	if err != nil {
 		return nil, fmt.Errorf("read value: %w", err)
 	}
 	if len(b) > max {
-		return nil, fmt.Errorf("value larger than %d bytes", max)
+		clear(b)
+		return nil, fmt.Errorf("value larger than %d bytes: Swarm delivers at most %d bytes, even decoded from base64", max, driver.MaxValueBytes)
 	}
-	if len(b) == 0 {
-		return nil, errors.New("empty value: Swarm refuses empty secrets (pipe the value on stdin or use --file)")
+	if err := servable(env, b); err != nil {
+		clear(b)
+		return nil, err
 	}
 	return b, nil
+}
+
+// servable checks a value against Swarm's limits. Text over the limit that
+// is base64 of a value within it can be served with swarmkeep.encoding=base64
+// (the plugin decodes before delivery): it is stored, with a note saying so.
+func servable(env *cliEnv, v []byte) error {
+	limit := fmt.Sprintf("Swarm delivers %d to %d bytes (500 KiB - 1)", driver.MinValueBytes, driver.MaxValueBytes)
+	switch {
+	case len(v) == 0:
+		return errors.New("empty value: Swarm refuses empty secrets (pipe the value on stdin or use --file)")
+	case len(v) <= driver.MaxValueBytes:
+		return nil
+	}
+	if dec, err := driver.DecodeBase64(v); err == nil && len(dec) >= driver.MinValueBytes && len(dec) <= driver.MaxValueBytes {
+		n := len(dec)
+		clear(dec)
+		fmt.Fprintf(env.stderr, "note: the value is %d bytes of base64 text, over Swarm's limit, but decodes to %d bytes: "+
+			"give its secrets the label swarmkeep.encoding=base64 (without it every task start fails)\n", len(v), n)
+		return nil
+	}
+	return fmt.Errorf("value is %d bytes and %s: no task could ever get it; "+
+		"store a smaller value, or base64 text (base64 or base64 -w0) that decodes to at most %d bytes, served with the label swarmkeep.encoding=base64",
+		len(v), limit, driver.MaxValueBytes)
 }
