@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -48,10 +49,7 @@ type stallProxy struct {
 
 func newStallProxy(t *testing.T, target string) *stallProxy {
 	t.Helper()
-	u := target
-	if i := len("http://"); len(u) > i && u[:i] == "http://" {
-		u = u[i:]
-	}
+	u := strings.TrimPrefix(target, "http://")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -6,10 +6,17 @@
 // keeps only what is particular to that medium (crash recovery of files,
 // etcd paging and fencing, …).
 //
-//	func TestMediumConformance(t *testing.T) {
+//	func TestDirMediumConformance(t *testing.T) {
 //		mediumtest.Run(t, mediumtest.Harness{New: func(t *testing.T) func(*testing.T) store.Medium {
-//			dir := filepath.Join(t.TempDir(), "m")
-//			return func(t *testing.T) store.Medium { return openDir(t, dir) }
+//			dir := filepath.Join(t.TempDir(), "m") // one storage
+//			return func(t *testing.T) store.Medium { // one handle on it
+//				m, err := store.OpenDir(dir)
+//				if err != nil {
+//					t.Fatal(err)
+//				}
+//				t.Cleanup(func() { m.Close() })
+//				return m
+//			}
 //		}})
 //	}
 package mediumtest

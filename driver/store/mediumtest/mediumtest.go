@@ -291,6 +291,7 @@ func testLock(t *testing.T, open func(*testing.T) store.Medium) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer unlockA() // on failure; unlocking twice is allowed
 	// The holder's own writes under the lock go through.
 	if _, err := ma.Write(lctx, "r/under-lock", []byte("x"), ""); err != nil {
 		t.Fatal(err)
@@ -310,6 +311,7 @@ func testLock(t *testing.T, open func(*testing.T) store.Medium) {
 	if err != nil {
 		t.Fatalf("lock after release: %v", err)
 	}
+	defer unlockB()
 	if _, err := mb.Write(lctx, "r/x", []byte("x"), ""); err != nil {
 		t.Fatal(err)
 	}
