@@ -33,6 +33,23 @@ func (a *acked) add(p put) {
 	a.mu.Unlock()
 }
 
+func (a *acked) len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.puts)
+}
+
+// waitUntil polls cond until it holds or d has passed, and says which.
+// For states a test cannot be told about (load reaching a point).
+func waitUntil(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // check reads every acknowledged put back through s: no version may be
 // missing, hold another value, or have been handed out twice.
 func (a *acked) check(t *testing.T, s *store.Store) map[string]int {
@@ -253,7 +270,11 @@ func TestClusterMemberDown(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(700 * time.Millisecond)
+	// Kill the leader once reads and writes are both under way.
+	seeded := done.len()
+	if !waitUntil(10*time.Second, func() bool { return reads.Load() >= 20 && done.len() >= seeded+5 }) {
+		t.Logf("load slow to start: %d reads, %d puts", reads.Load(), done.len()-seeded)
+	}
 	leader, err := c.Leader(testCtx(t, 10*time.Second))
 	if err != nil {
 		stop.Store(true)
@@ -263,8 +284,11 @@ func TestClusterMemberDown(t *testing.T) {
 	if err := c.Kill(leader); err != nil {
 		t.Error(err)
 	}
-	killedAt := reads.Load()
-	time.Sleep(4 * time.Second)
+	killedAt, ackedAt := reads.Load(), done.len()
+	// Run on the survivors until reads carried on well past the bar below
+	// and the writer got a put through the new leader; the deadline only
+	// ends a run that does neither, which the checks below then report.
+	waitUntil(15*time.Second, func() bool { return reads.Load()-killedAt >= 50 && done.len() > ackedAt })
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("killed leader m%d; %d reads (%d after), slowest %v, %d read failures, %d puts acknowledged, %d not",

@@ -3,6 +3,7 @@ package etcdstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,9 +43,13 @@ func sharedCluster(t testing.TB) *etcdtest.Cluster {
 	return shared.c
 }
 
-// testPrefix is a prefix no other test uses.
+// prefixes numbers the prefixes handed out, so a test run again in the
+// same process (-count) gets a fresh one.
+var prefixes atomic.Int64
+
+// testPrefix is a prefix no other test, and no other run of this test, uses.
 func testPrefix(t testing.TB) string {
-	return "/t/" + strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "/"
+	return fmt.Sprintf("/t/%s.%d/", strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()), prefixes.Add(1))
 }
 
 func testCtx(t testing.TB, d time.Duration) context.Context {

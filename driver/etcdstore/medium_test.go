@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,69 +13,30 @@ import (
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
+	"github.com/swarmkeep/swarmkeep/driver/store/mediumtest"
 )
 
-// TestMediumCAS walks one key through every compare-and-swap case.
-func TestMediumCAS(t *testing.T) {
+// Compare-and-swap, concurrent read-modify-write, whole blobs, listing by
+// prefix and the lock across handles are in the medium suite
+// (TestMediumConformance); these tests are about etcd.
+
+// TestMediumConformance: the etcd medium passes the suite every medium
+// does. Each subtest gets a prefix of its own on the shared cluster; each
+// handle is another manager.
+func TestMediumConformance(t *testing.T) {
+	c := sharedCluster(t)
+	mediumtest.Run(t, mediumtest.Harness{New: func(t *testing.T) func(*testing.T) store.Medium {
+		cfg := testConfig(t, c)
+		return func(t *testing.T) store.Medium { return newMedium(t, cfg) }
+	}})
+}
+
+// TestMediumInvalidKeys: keys etcd or the lock's key space cannot take
+// are refused as invalid, not written.
+func TestMediumInvalidKeys(t *testing.T) {
 	c := sharedCluster(t)
 	m := newMedium(t, testConfig(t, c))
 	ctx := testCtx(t, 20*time.Second)
-	const k = "r/cas"
-
-	if _, err := m.Stat(ctx, k); !errors.Is(err, backend.ErrNotFound) {
-		t.Fatalf("Stat absent: %v", err)
-	}
-	if _, _, err := m.Read(ctx, k); !errors.Is(err, backend.ErrNotFound) {
-		t.Fatalf("Read absent: %v", err)
-	}
-	if err := m.Delete(ctx, k, ""); !errors.Is(err, backend.ErrNotFound) {
-		t.Fatalf("Delete absent: %v", err)
-	}
-	r1, err := m.Write(ctx, k, []byte("one"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Write(ctx, k, []byte("two"), ""); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("create over an existing key: %v", err)
-	}
-	if b, rev, err := m.Read(ctx, k); err != nil || string(b) != "one" || rev != r1 {
-		t.Fatalf("Read = %q %q %v, want one %q", b, rev, err, r1)
-	}
-	if rev, err := m.Stat(ctx, k); err != nil || rev != r1 {
-		t.Fatalf("Stat = %q %v, want %q", rev, err, r1)
-	}
-	r2, err := m.Write(ctx, k, []byte("two"), r1)
-	if err != nil || r2 == r1 {
-		t.Fatalf("Write at r1 = %q %v", r2, err)
-	}
-	if _, err := m.Write(ctx, k, []byte("stale"), r1); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("Write at a stale revision: %v", err)
-	}
-	if _, err := m.Write(ctx, k, []byte("x"), "not-a-revision"); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("Write at a foreign revision: %v", err)
-	}
-	if err := m.Delete(ctx, k, r1); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("Delete at a stale revision: %v", err)
-	}
-	if err := m.Delete(ctx, k, ""); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("Delete as if absent: %v", err)
-	}
-	if err := m.Delete(ctx, k, r2); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Delete(ctx, k, r2); !errors.Is(err, backend.ErrNotFound) {
-		t.Fatalf("Delete twice: %v", err)
-	}
-	if _, err := m.Write(ctx, k, []byte("x"), r2); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("Write at the revision of a deleted key: %v", err)
-	}
-	r3, err := m.Write(ctx, k, []byte("three"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r3 == r1 || r3 == r2 {
-		t.Fatalf("revision %q reused after delete", r3)
-	}
 	for _, bad := range []string{"", strings.Repeat("k", maxKeyLen+1), ".lock/x", ".lockout"} {
 		if _, err := m.Write(ctx, bad, []byte("x"), ""); !errors.Is(err, backend.ErrInvalidRef) {
 			t.Fatalf("Write(%.20q): %v", bad, err)
@@ -85,51 +44,8 @@ func TestMediumCAS(t *testing.T) {
 	}
 }
 
-// TestMediumConcurrentCAS: goroutines on two media increment a counter
-// with read-modify-write; compare-and-swap must not lose one increment.
-func TestMediumConcurrentCAS(t *testing.T) {
-	c := sharedCluster(t)
-	cfg := testConfig(t, c)
-	media := []*Medium{newMedium(t, cfg), newMedium(t, cfg)}
-	ctx := testCtx(t, 30*time.Second)
-	const per, goroutines = 10, 3
-	var wg sync.WaitGroup
-	for _, m := range media {
-		for range goroutines {
-			wg.Go(func() {
-				for range per {
-					for {
-						b, rev, err := m.Read(ctx, "r/counter")
-						if errors.Is(err, backend.ErrNotFound) {
-							b, rev, err = []byte("0"), "", nil
-						}
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						n, _ := strconv.Atoi(string(b))
-						_, err = m.Write(ctx, "r/counter", []byte(strconv.Itoa(n+1)), rev)
-						if err == nil {
-							break
-						}
-						if !errors.Is(err, store.ErrConflict) {
-							t.Error(err)
-							return
-						}
-					}
-				}
-			})
-		}
-	}
-	wg.Wait()
-	b, _, err := media[0].Read(ctx, "r/counter")
-	if err != nil || string(b) != strconv.Itoa(len(media)*goroutines*per) {
-		t.Fatalf("counter = %q %v, want %d", b, err, len(media)*goroutines*per)
-	}
-}
-
 // TestMediumList: listing pages through more keys than fit in a page,
-// returns each key once, keeps to the prefix and hides the lock.
+// returns each key once, keeps to the etcd prefix and hides the lock.
 func TestMediumList(t *testing.T) {
 	c := sharedCluster(t)
 	cfg := testConfig(t, c)
@@ -177,10 +93,17 @@ func TestMediumList(t *testing.T) {
 	if len(all) != n+3 || slices.Contains(all, ".lock/123") {
 		t.Fatalf("List(\"\") gave %d keys (lock key listed: %v), want %d", len(all), slices.Contains(all, ".lock/123"), n+3)
 	}
+	// A failing callback stops the listing on a later page too.
+	m.pageSize = 7
 	stop := errors.New("stop")
 	calls := 0
-	err := m.List(ctx, "r/", func(string) error { calls++; return stop })
-	if !errors.Is(err, stop) || calls != 1 {
+	err := m.List(ctx, "r/", func(string) error {
+		if calls++; calls == 10 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 10 {
 		t.Fatalf("List with a failing callback: %v after %d calls", err, calls)
 	}
 }
@@ -214,44 +137,6 @@ func TestMediumUnreachable(t *testing.T) {
 			t.Errorf("%s: %v, want ErrUnavailable naming the cause", name, err)
 		}
 	}
-}
-
-// TestLockExcludes: two media (two managers) on one prefix. While one
-// holds the lock the other cannot take it, and gives up at its deadline;
-// once released, the other gets it at once.
-func TestLockExcludes(t *testing.T) {
-	c := sharedCluster(t)
-	cfg := testConfig(t, c)
-	a, b := newMedium(t, cfg), newMedium(t, cfg)
-	ctx := testCtx(t, 20*time.Second)
-	_, unlockA, err := a.Lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	short := testCtx(t, 300*time.Millisecond)
-	start := time.Now()
-	if _, _, err := b.Lock(short); !errors.Is(err, backend.ErrUnavailable) {
-		t.Fatalf("second manager took a held lock: %v", err)
-	}
-	if el := time.Since(start); el > 2*time.Second {
-		t.Fatalf("Lock took %v past a 300ms deadline", el)
-	}
-	unlockA()
-	unlockA() // safe to call twice
-	lctx, unlockB, err := b.Lock(ctx)
-	if err != nil {
-		t.Fatalf("lock after release: %v", err)
-	}
-	if _, err := b.Write(lctx, "r/x", []byte("x"), ""); err != nil {
-		t.Fatal(err)
-	}
-	unlockB()
-	// The same process again, on the same session.
-	_, unlockB, err = b.Lock(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlockB()
 }
 
 // TestLockFencing: a writer whose lease was lost (revoked here; expired

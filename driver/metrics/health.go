@@ -20,10 +20,14 @@ const (
 // Health is the /health document. swarmkeep status decodes it, so its JSON
 // names are an interface: add fields, do not rename them.
 type Health struct {
-	Status     string                   `json:"status"`
-	Version    string                   `json:"version"`
-	GoVersion  string                   `json:"go_version"`
-	ConfigHash string                   `json:"config_hash"`
+	Status     string `json:"status"`
+	Version    string `json:"version"`
+	GoVersion  string `json:"go_version"`
+	ConfigHash string `json:"config_hash"`
+	// Policy and PolicyHash name the access policy in force (a file, or
+	// the built-in default) and its content hash, updated on reload.
+	Policy     string                   `json:"policy,omitempty"`
+	PolicyHash string                   `json:"policy_hash,omitempty"`
 	UptimeS    int64                    `json:"uptime_s"`
 	Backends   map[string]BackendHealth `json:"backends"`
 	Requests   RequestTotals            `json:"requests"`
@@ -114,6 +118,9 @@ func (m *Metrics) Health() Health {
 		Requests: RequestTotals{Total: m.total.Load(), Outcomes: map[string]uint64{},
 			Cached: m.cached.Load(), Stale: m.stale.Load()},
 		RecentErrors: m.ring.list(),
+	}
+	if m.o.Policy != nil {
+		h.Policy, h.PolicyHash = m.o.Policy()
 	}
 	for i := range m.rows[:len(m.rows)-1] {
 		st := m.rows[i].ready.Load()

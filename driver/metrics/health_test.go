@@ -212,3 +212,29 @@ func TestCacheStats(t *testing.T) {
 		t.Error("uncached backend has cache series")
 	}
 }
+
+// TestHealthPolicy: /health names the policy in force and follows a reload
+// without a restart (the server's Policy func reads the watcher).
+func TestHealthPolicy(t *testing.T) {
+	var active atomic.Pointer[[2]string]
+	active.Store(&[2]string{"built-in default", "builtin"})
+	m := New(Options{Backends: []string{"local"}, Policy: func() (string, string) {
+		p := active.Load()
+		return p[0], p[1]
+	}})
+	m.SetBackendReady("local", nil)
+	for _, want := range [][2]string{{"built-in default", "builtin"}, {"/run/policy.yaml", "sha256:abc"}} {
+		active.Store(&want)
+		code, body := get(t, m.Handler(), "/health")
+		var h Health
+		if err := json.Unmarshal([]byte(body), &h); err != nil || code != http.StatusOK {
+			t.Fatalf("/health: %d %v", code, err)
+		}
+		if h.Policy != want[0] || h.PolicyHash != want[1] {
+			t.Fatalf("/health policy %q %q, want %q", h.Policy, h.PolicyHash, want)
+		}
+	}
+	if h := New(Options{}).Health(); h.Policy != "" || h.PolicyHash != "" {
+		t.Fatalf("no Policy func: %+v", h)
+	}
+}

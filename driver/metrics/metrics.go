@@ -98,6 +98,10 @@ type Options struct {
 	// CacheStats, when set, returns a backend's cache counters; false
 	// means the backend has no cache. It must be cheap: it runs at scrape.
 	CacheStats func(backend string) (cache.Stats, bool)
+	// Policy, when set, returns the active access policy's source and
+	// hash for /health. It runs on every /health request, so a reloaded
+	// policy shows at once; it must be cheap.
+	Policy func() (source, hash string)
 }
 
 // Metrics counts answers and keeps what /health shows. It is safe for

@@ -24,9 +24,9 @@ var ErrFileRemoved = errors.New("policy file removed; the built-in default polic
 // Watcher keeps the policy from a file current. Decide reads the active
 // policy through an atomic pointer, so requests never wait for a reload.
 type Watcher struct {
-	path   string
-	report func(error)
-	cur    atomic.Pointer[Policy]
+	path  string
+	hooks Hooks
+	cur   atomic.Pointer[Policy]
 
 	stop chan struct{}
 	done chan struct{}
@@ -45,14 +45,37 @@ type Watcher struct {
 // removed file reverts to Default(); both are passed to report, which may
 // be nil and must not block.
 func NewWatcher(path string, report func(error)) (*Watcher, error) {
-	return newWatcher(path, report, PollInterval)
+	return newWatcher(path, Hooks{Report: report}, PollInterval)
 }
 
-func newWatcher(path string, report func(error), every time.Duration) (*Watcher, error) {
-	if report == nil {
-		report = func(error) {}
+// Hooks are what a Watcher tells its owner after the first load. Each may
+// be nil, and each is called from the polling goroutine, so it must not
+// block.
+type Hooks struct {
+	// Report gets a change that did not load (the previous policy stays)
+	// and a removed file (the default takes over; wraps ErrFileRemoved).
+	Report func(error)
+	// Reloaded gets the source and hash of each policy that became active
+	// after the first load: a changed file that loaded, or the built-in
+	// default when the file was removed. The operator sees in the log and
+	// in health output which policy decides from then on.
+	Reloaded func(source, hash string)
+}
+
+// NewWatcherHooks is NewWatcher that also tells h.Reloaded about each
+// policy that becomes active.
+func NewWatcherHooks(path string, h Hooks) (*Watcher, error) {
+	return newWatcher(path, h, PollInterval)
+}
+
+func newWatcher(path string, h Hooks, every time.Duration) (*Watcher, error) {
+	if h.Report == nil {
+		h.Report = func(error) {}
 	}
-	w := &Watcher{path: path, report: report, stop: make(chan struct{}), done: make(chan struct{})}
+	if h.Reloaded == nil {
+		h.Reloaded = func(string, string) {}
+	}
+	w := &Watcher{path: path, hooks: h, stop: make(chan struct{}), done: make(chan struct{})}
 	w.cur.Store(Default())
 	if err := w.poll(); err != nil {
 		return nil, err
@@ -86,8 +109,12 @@ func (w *Watcher) loop(every time.Duration) {
 		case <-w.stop:
 			return
 		case <-t.C:
+			before := w.cur.Load()
 			if err := w.poll(); err != nil {
-				w.report(err)
+				w.hooks.Report(err)
+			}
+			if p := w.cur.Load(); p != before {
+				w.hooks.Reloaded(p.Source(), p.Hash())
 			}
 		}
 	}

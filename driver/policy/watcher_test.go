@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,8 +13,21 @@ import (
 
 // reports collects what a Watcher reports, for the test goroutine.
 type reports struct {
-	mu   sync.Mutex
-	errs []error
+	mu       sync.Mutex
+	errs     []error
+	reloaded []string // source + " " + hash
+}
+
+func (r *reports) reload(source, hash string) {
+	r.mu.Lock()
+	r.reloaded = append(r.reloaded, source+" "+hash)
+	r.mu.Unlock()
+}
+
+func (r *reports) reloads() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reloaded)
 }
 
 func (r *reports) add(err error) { r.mu.Lock(); r.errs = append(r.errs, err); r.mu.Unlock() }
@@ -51,7 +65,7 @@ const webDeny = "version: 1\nrules:\n- name: no-web\n  match: {stack: web}\n  de
 func TestWatcher(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	var rep reports
-	w, err := newWatcher(path, rep.add, 10*time.Millisecond)
+	w, err := newWatcher(path, Hooks{Report: rep.add, Reloaded: rep.reload}, 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +81,10 @@ func TestWatcher(t *testing.T) {
 		t.Fatalf("%+v %s %s", d, w.Source(), w.Hash())
 	}
 	loaded := w.Hash()
+	waitFor(t, "reload told", func() bool { return len(rep.reloads()) == 1 })
+	if got := rep.reloads(); !slices.Equal(got, []string{path + " " + loaded}) {
+		t.Fatalf("reloads %q, want the new file's", got)
+	}
 
 	writeFile(t, path, "version: 1\nrules: [{name: broken}]\n")
 	waitFor(t, "report of the invalid change", func() bool { return rep.count() == 1 })
@@ -83,6 +101,7 @@ func TestWatcher(t *testing.T) {
 
 	writeFile(t, path, webDeny+"- name: extra\n  allow: [x]\n")
 	waitFor(t, "reload after fix", func() bool { return w.Hash() != loaded })
+	fixed := w.Hash()
 
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
@@ -91,6 +110,13 @@ func TestWatcher(t *testing.T) {
 	waitFor(t, "report of the removal", func() bool { return rep.count() == 2 })
 	if !errors.Is(rep.last(), ErrFileRemoved) {
 		t.Fatalf("report %v", rep.last())
+	}
+	// Each policy that became active is told once, in order; the invalid
+	// change is not a reload.
+	waitFor(t, "reloads told", func() bool { return len(rep.reloads()) >= 3 })
+	want := []string{path + " " + loaded, path + " " + fixed, Default().Source() + " builtin"}
+	if got := rep.reloads(); !slices.Equal(got, want) {
+		t.Fatalf("reloads %q, want %q", got, want)
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)

@@ -121,9 +121,21 @@ func New(cfg Config, o Options) (_ *Server, err error) {
 			}
 			return c.Stats(), true
 		},
+		Policy: func() (string, string) {
+			if s.policy == nil { // set before anything is served
+				return "", ""
+			}
+			p := s.policy.Policy()
+			return p.Source(), p.Hash()
+		},
 	})
-	s.policy, err = policy.NewWatcher(cfg.PolicyFile, func(err error) {
-		s.log.WithField("policy", cfg.PolicyFile).Warnf("access policy: %v", err)
+	s.policy, err = policy.NewWatcherHooks(cfg.PolicyFile, policy.Hooks{
+		Report: func(err error) {
+			s.log.WithField("policy", cfg.PolicyFile).Warnf("access policy: %v", err)
+		},
+		Reloaded: func(source, hash string) {
+			s.log.WithFields(logrus.Fields{"policy": source, "policy_hash": hash}).Info("access policy reloaded")
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("access policy (fix %s, or remove it for the default policy): %w", cfg.PolicyFile, err)

@@ -147,6 +147,15 @@ func OpenMedium(ctx context.Context, typ string, s backend.Settings) (Medium, Ke
 	return open(ctx, s)
 }
 
+// HasMedium tells whether a medium is registered for type typ, so a test
+// can check that every type registered as Writable has one.
+func HasMedium(typ string) bool {
+	mediaMu.RLock()
+	defer mediaMu.RUnlock()
+	_, ok := media[typ]
+	return ok
+}
+
 // openFileMedium is the file type's MediumOpener.
 func openFileMedium(_ context.Context, s backend.Settings) (Medium, KeySource, error) {
 	m, err := OpenDir(s[settingDir])

@@ -11,62 +11,9 @@ import (
 	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
-func TestDirMedium_CAS(t *testing.T) {
-	ctx := context.Background()
-	m, err := OpenDir(filepath.Join(t.TempDir(), "m"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	if _, _, err := m.Read(ctx, "k"); !errors.Is(err, backend.ErrNotFound) {
-		t.Fatalf("Read absent = %v", err)
-	}
-	if _, err := m.Stat(ctx, "k"); !errors.Is(err, backend.ErrNotFound) {
-		t.Fatalf("Stat absent = %v", err)
-	}
-	r1, err := m.Write(ctx, "k", []byte("one"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Write(ctx, "k", []byte("again"), ""); !errors.Is(err, ErrConflict) {
-		t.Fatalf("create over existing = %v", err)
-	}
-	// Same size, written at once: the revision must still change.
-	r2, err := m.Write(ctx, "k", []byte("two"), r1)
-	if err != nil || r2 == r1 {
-		t.Fatalf("Write = %q, %v (previous %q)", r2, err, r1)
-	}
-	if _, err := m.Write(ctx, "k", []byte("old"), r1); !errors.Is(err, ErrConflict) {
-		t.Fatalf("stale Write = %v", err)
-	}
-	blob, rev, err := m.Read(ctx, "k")
-	if err != nil || string(blob) != "two" || rev != r2 {
-		t.Fatalf("Read = %q, %q, %v", blob, rev, err)
-	}
-	if st, _ := m.Stat(ctx, "k"); st != r2 {
-		t.Fatalf("Stat = %q, want %q", st, r2)
-	}
-	if err := m.Delete(ctx, "k", r1); !errors.Is(err, ErrConflict) {
-		t.Fatalf("stale Delete = %v", err)
-	}
-	if err := m.Delete(ctx, "k", r2); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Delete(ctx, "k", r2); !errors.Is(err, backend.ErrNotFound) {
-		t.Fatalf("Delete absent = %v", err)
-	}
-	revs := map[Revision]bool{}
-	var prev Revision
-	for range 50 {
-		if prev, err = m.Write(ctx, "same", []byte("x"), prev); err != nil {
-			t.Fatal(err)
-		}
-		if revs[prev] {
-			t.Fatalf("revision %q repeated", prev)
-		}
-		revs[prev] = true
-	}
-}
+// Compare-and-swap, listing, whole blobs and the lock across handles are
+// in the medium suite (medium_conformance_test.go); these tests are about
+// files.
 
 func TestDirMedium_ListAndStrays(t *testing.T) {
 	ctx := context.Background()
@@ -129,7 +76,11 @@ func TestDirMedium_ListAndStrays(t *testing.T) {
 	}
 }
 
-func TestDirMedium_LockAcrossHandles(t *testing.T) {
+// TestDirMedium_WriteWaitsForLock: a DirMedium write takes the store's
+// lock itself, so another handle's write waits while the lock is held
+// (and gives up at its deadline), and a context from a released lock no
+// longer counts as holding it.
+func TestDirMedium_WriteWaitsForLock(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
 	a, _ := OpenDir(dir)
 	defer a.Close()

@@ -32,7 +32,7 @@ type auth struct {
 	method  method
 	clients *clients
 	anon    *api.Client // no token: for logins
-	now     func() time.Time
+	clock   clock
 	// minFresh: a token the server accepted this recently has not expired,
 	// so a 403 within it is the policy's answer and no reason to log in.
 	// This keeps a secret the policy refuses from costing a login each time.
@@ -44,12 +44,12 @@ type auth struct {
 	cur  *session
 }
 
-func newAuth(m method, f *clients) (*auth, error) {
+func newAuth(m method, f *clients, clk clock) (*auth, error) {
 	anon, err := f.client("")
 	if err != nil {
 		return nil, err
 	}
-	return &auth{method: m, clients: f, anon: anon, now: time.Now, minFresh: time.Second,
+	return &auth{method: m, clients: f, anon: anon, clock: clk, minFresh: time.Second,
 		sem: make(chan struct{}, 1), wake: make(chan struct{}, 1)}, nil
 }
 
@@ -149,6 +149,8 @@ func (a *auth) accepted(ctx context.Context, s *session) bool {
 	a.mu.Unlock()
 	return true
 }
+
+func (a *auth) now() time.Time { return a.clock.Now() }
 
 // poke wakes the renewer without blocking.
 func (a *auth) poke() {

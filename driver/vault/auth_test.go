@@ -23,6 +23,22 @@ const (
 // appRoleEnv seeds secret "s" and opens a backend that logs in with role.
 func appRoleEnv(t *testing.T, role vaulttest.AppRole) (*testEnv, *kvBackend, backend.Ref) {
 	t.Helper()
+	e, set, ref := appRoleSettings(t, role)
+	return e, e.open(t, set), ref
+}
+
+// appRoleEnvClock is appRoleEnv with the fake server and the backend both
+// on a fake clock, which the test advances.
+func appRoleEnvClock(t *testing.T, role vaulttest.AppRole) (*testEnv, *kvBackend, backend.Ref, *vaulttest.Clock) {
+	t.Helper()
+	e, set, ref := appRoleSettings(t, role)
+	clk := vaulttest.NewClock(time.Now())
+	e.fake.SetClock(clk.Now)
+	return e, e.openClock(t, set, clk), ref, clk
+}
+
+func appRoleSettings(t *testing.T, role vaulttest.AppRole) (*testEnv, backend.Settings, backend.Ref) {
+	t.Helper()
 	e := newEnv(t)
 	fake := e.needFake(t)
 	e.put(t, "s", map[string]any{"v": "ok"})
@@ -36,7 +52,33 @@ func appRoleEnv(t *testing.T, role vaulttest.AppRole) (*testEnv, *kvBackend, bac
 	set := e.settings(setAuth, authAppRole, setRoleIDFile, writeFile(t, "role-id", role.RoleID),
 		setSecretIDFile, writeFile(t, "secret-id", role.SecretID))
 	delete(set, setTokenFile)
-	return e, e.open(t, set), backend.Ref{Name: e.path("s"), Field: "v"}
+	return e, set, backend.Ref{Name: e.path("s"), Field: "v"}
+}
+
+// openClock opens a backend whose session and renewer go by clk, and closes
+// it when the test ends.
+func (e *testEnv) openClock(t *testing.T, s backend.Settings, clk *vaulttest.Clock) *kvBackend {
+	t.Helper()
+	b, err := openBackendClock(s, clk)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// runRenewer moves clk on by at least total, one renewer wake-up at a
+// time: it waits until the renewer sleeps on the clock, advances to its
+// timer, and so on; it returns once the renewer sleeps again after the
+// last step, so whatever that wake-up did (renew, log in) is done.
+func runRenewer(t *testing.T, clk *vaulttest.Clock, total time.Duration) {
+	t.Helper()
+	for moved := time.Duration(0); moved < total; {
+		d := clk.WaitTimer(t)
+		clk.Advance(d)
+		moved += d
+	}
+	clk.WaitTimer(t)
 }
 
 func TestAppRole_LoginOnceAndReuse(t *testing.T) {
@@ -79,12 +121,13 @@ func TestAppRole_BadCredentials(t *testing.T) {
 
 func TestAppRole_ReloginAfterExpiry(t *testing.T) {
 	t.Parallel()
-	e, b, ref := appRoleEnv(t, vaulttest.AppRole{TokenTTL: time.Second, NonRenewable: true})
+	e, b, ref, clk := appRoleEnvClock(t, vaulttest.AppRole{TokenTTL: time.Second, NonRenewable: true})
 	mustGet(t, b, ref)
-	time.Sleep(1500 * time.Millisecond) // the first token is dead by now
+	clk.WaitTimer(t)
+	clk.Advance(1500 * time.Millisecond) // the first token is dead by now
 	mustGet(t, b, ref)
-	if n := e.fake.Count(approleLogin); n < 2 {
-		t.Fatalf("%d logins, want at least 2", n)
+	if n := e.fake.Count(approleLogin); n != 2 {
+		t.Fatalf("%d logins, want 2", n)
 	}
 	if n := e.fake.Count(renewSelf); n != 0 {
 		t.Fatalf("%d renewals of non-renewable tokens", n)
@@ -110,9 +153,9 @@ func TestAppRole_ReloginAfterRevocation(t *testing.T) {
 
 func TestAppRole_RenewBeforeExpiry(t *testing.T) {
 	t.Parallel()
-	e, b, ref := appRoleEnv(t, vaulttest.AppRole{TokenTTL: 2 * time.Second})
+	e, b, ref, clk := appRoleEnvClock(t, vaulttest.AppRole{TokenTTL: 2 * time.Second})
 	mustGet(t, b, ref)
-	time.Sleep(3500 * time.Millisecond) // past the first lease; renewed at ~1.3s and ~2.7s
+	runRenewer(t, clk, 2500*time.Millisecond) // past the first lease; renewed at ~1.3s and ~2.7s
 	mustGet(t, b, ref)
 	if n := e.fake.Count(renewSelf); n < 2 {
 		t.Fatalf("%d renewals, want at least 2", n)
@@ -124,12 +167,13 @@ func TestAppRole_RenewBeforeExpiry(t *testing.T) {
 
 func TestAppRole_ReloginNearMaxTTL(t *testing.T) {
 	t.Parallel()
-	e, b, ref := appRoleEnv(t, vaulttest.AppRole{TokenTTL: 2 * time.Second, TokenMaxTTL: 3 * time.Second})
-	deadline := time.Now().Add(4500 * time.Millisecond)
-	for time.Now().Before(deadline) {
+	e, b, ref, clk := appRoleEnvClock(t, vaulttest.AppRole{TokenTTL: 2 * time.Second, TokenMaxTTL: 3 * time.Second})
+	for range 18 { // 4.5s in steps of 250ms, reading at each
 		mustGet(t, b, ref)
-		time.Sleep(250 * time.Millisecond)
+		clk.WaitTimer(t)
+		clk.Advance(250 * time.Millisecond)
 	}
+	mustGet(t, b, ref)
 	if n := e.fake.Count(approleLogin); n < 2 {
 		t.Fatalf("%d logins, want a new login once the max TTL capped renewal", n)
 	}
@@ -178,11 +222,13 @@ func TestTokenFile_RenewedWhenRenewable(t *testing.T) {
 	e := newEnv(t)
 	fake := e.needFake(t)
 	e.put(t, "s", map[string]any{"v": "ok"})
+	clk := vaulttest.NewClock(time.Now())
+	fake.SetClock(clk.Now)
 	tok := fake.CreateToken(vaulttest.TokenOptions{Paths: []string{e.mount + "/data/" + e.prefix + "*"}, TTL: 2 * time.Second, Renewable: true})
-	b := e.open(t, e.settings(setTokenFile, writeFile(t, "token", tok)))
+	b := e.openClock(t, e.settings(setTokenFile, writeFile(t, "token", tok)), clk)
 	ref := backend.Ref{Name: e.path("s"), Field: "v"}
 	mustGet(t, b, ref)
-	time.Sleep(3 * time.Second) // the token would be dead without renewal
+	runRenewer(t, clk, 3*time.Second) // the token would be dead without renewal
 	mustGet(t, b, ref)
 	if n := fake.Count(renewSelf); n < 1 {
 		t.Fatalf("%d renewals, want at least 1", n)

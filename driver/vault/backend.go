@@ -45,6 +45,12 @@ func open(_ context.Context, s backend.Settings) (backend.Backend, error) {
 }
 
 func openBackend(s backend.Settings) (*kvBackend, error) {
+	return openBackendClock(s, systemClock{})
+}
+
+// openBackendClock is openBackend with the clock the session and the
+// renewer go by.
+func openBackendClock(s backend.Settings, clk clock) (*kvBackend, error) {
 	cfg, err := parseSettings(s)
 	if err != nil {
 		return nil, fmt.Errorf("vault backend: %w", err)
@@ -56,7 +62,7 @@ func openBackend(s backend.Settings) (*kvBackend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault backend: %w", err)
 	}
-	a, err := newAuth(newMethod(cfg), f)
+	a, err := newAuth(newMethod(cfg), f, clk)
 	if err != nil {
 		return nil, fmt.Errorf("vault backend: %w", err)
 	}

@@ -43,9 +43,9 @@ func (a *auth) run(ctx context.Context, done chan<- struct{}) {
 func (a *auth) sleep(ctx context.Context, d time.Duration) bool {
 	var timeout <-chan time.Time
 	if d >= 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timeout = t.C
+		c, stop := a.clock.NewTimer(d)
+		defer stop()
+		timeout = c
 	}
 	select {
 	case <-ctx.Done():

@@ -3,6 +3,10 @@
 package e2e
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,8 +15,44 @@ import (
 	"time"
 )
 
-// policyReload covers the plugin's policy file poll (2 s) with room to spare.
-const policyReload = 5 * time.Second
+// policyReload bounds the wait for the plugin's policy file poll (2 s)
+// with room to spare; the wait ends as soon as /health shows the policy.
+const policyReload = 15 * time.Second
+
+// waitPolicyHash polls the plugin's /health (through swarmkeep status) until
+// it names the policy with hash want, and returns the plugin's source for
+// it. It fails the test at policyReload.
+func waitPolicyHash(t *testing.T, want string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), policyReload)
+	defer cancel()
+	var last string
+	for {
+		// status exits 1 when a backend is not ready; the JSON is printed
+		// either way, and only the policy matters here.
+		out, err := runCmd(ctx, E.tmp, E.cliEnv(), nil, E.swarmkeep, "status", "--plugin", E.plugin, "--json")
+		var rep struct {
+			Health *struct {
+				Policy     string `json:"policy"`
+				PolicyHash string `json:"policy_hash"`
+			} `json:"health"`
+		}
+		if jerr := json.Unmarshal([]byte(out), &rep); jerr == nil && rep.Health != nil {
+			if rep.Health.PolicyHash == want {
+				return rep.Health.Policy
+			}
+			last = rep.Health.Policy + " " + rep.Health.PolicyHash
+		} else {
+			last = fmt.Sprintf("%v %v", err, jerr)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("/health did not show policy %s within %v; last: %s", want, policyReload, last)
+			return ""
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
 
 // An access policy in the config mount grants one service a namespaced
 // name; a second service using the same secret fails, and only it: its
@@ -35,17 +75,26 @@ rules:
       service: %q
     allow: [%q]
 `, okSvc, "pol"+E.runID+"/**")
+	sum := sha256.Sum256([]byte(policy))
+	hash := "sha256:" + hex.EncodeToString(sum[:])
 	file := filepath.Join(E.configDir, "policy.yaml")
+	m := E.mark()
 	if err := os.WriteFile(file, []byte(policy), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		os.Remove(file)
-		time.Sleep(policyReload) // later tests see the default policy again
+		waitPolicyHash(t, "builtin") // later tests see the default policy again
 	})
-	time.Sleep(policyReload)
+	// The reload shows in /health and in the log, with the policy's hash.
+	if src := waitPolicyHash(t, hash); !strings.HasSuffix(src, "policy.yaml") {
+		t.Errorf("/health names policy source %q, want the config mount's policy.yaml", src)
+	}
+	if needLog(t) {
+		waitLog(t, m, logTimeout, "access policy reloaded", hex.EncodeToString(sum[:]))
+	}
 
-	m := E.mark()
+	m = E.mark()
 	okID := createService(t, okSvc, 1, secretRef(id, name, name))
 	assertSecretInTasks(t, waitRunning(t, okID, 1, startTimeout, nil), name, value)
 

@@ -146,6 +146,8 @@ func TestKV1AndNamespaces(t *testing.T) {
 
 func TestTokens(t *testing.T) {
 	s := New(t)
+	clk := NewClock(time.Now())
+	s.SetClock(clk.Now)
 	ctx := context.Background()
 	s.PutKV2("", "secret", "p", map[string]any{"a": "b"})
 	tok := s.CreateToken(TokenOptions{Paths: []string{"secret/data/p"}, TTL: 2 * time.Second, MaxTTL: 3 * time.Second, Renewable: true})
@@ -158,12 +160,12 @@ func TestTokens(t *testing.T) {
 	if _, err := c.KVv2("secret").Get(ctx, "other"); !isStatus(err, 403) {
 		t.Fatalf("policy refusal: %v", err)
 	}
-	time.Sleep(1100 * time.Millisecond)
+	clk.Advance(1100 * time.Millisecond)
 	ren, err := c.Auth().Token().RenewSelfWithContext(ctx, 2)
 	if err != nil || ren.Auth.LeaseDuration != 1 || len(ren.Warnings) != 1 {
 		t.Fatalf("renewal capped by max TTL: %+v %v", ren, err)
 	}
-	time.Sleep(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	_, err = c.KVv2("secret").Get(ctx, "p")
 	var re *api.ResponseError
 	if !errors.As(err, &re) || re.StatusCode != 403 || !strings.Contains(strings.Join(re.Errors, " "), "invalid token") {
@@ -293,4 +295,37 @@ path "secret/data/app/b" { capabilities = ["deny"] }`)
 	if _, err := root.KVv2("secret").Get(ctx, "app/a"); !errors.Is(err, api.ErrSecretNotFound) {
 		t.Fatalf("after DeleteMetadata: %v", err)
 	}
+}
+
+func TestClock(t *testing.T) {
+	start := time.Unix(1000, 0)
+	clk := NewClock(start)
+	now, _ := clk.NewTimer(0)
+	if got := <-now; !got.Equal(start) {
+		t.Fatalf("timer of 0 fired at %v", got)
+	}
+	late, _ := clk.NewTimer(2 * time.Second)
+	soon, stopSoon := clk.NewTimer(time.Second)
+	if p := clk.Pending(); len(p) != 2 || p[0] != time.Second || clk.WaitTimer(t) != time.Second {
+		t.Fatalf("pending %v", p)
+	}
+	clk.Advance(999 * time.Millisecond)
+	select {
+	case <-soon:
+		t.Fatal("timer fired early")
+	default:
+	}
+	clk.Advance(time.Millisecond)
+	if got := <-soon; !got.Equal(start.Add(time.Second)) || stopSoon() {
+		t.Fatalf("fired at %v, or stopped after firing", got)
+	}
+	if !clk.Now().Equal(start.Add(time.Second)) {
+		t.Fatalf("Now = %v", clk.Now())
+	}
+	_, stop := clk.NewTimer(time.Hour)
+	if !stop() || len(clk.Pending()) != 1 {
+		t.Fatalf("stopped timer still pending: %v", clk.Pending())
+	}
+	clk.Advance(time.Second)
+	<-late
 }
