@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -52,13 +51,20 @@ func stale(ctx context.Context, cfg config, bins binaries, r *remote, kind, sock
 		return err
 	}
 	defer w.stop()
+	// A second warm plugin takes its turns too: its ratio to the first
+	// is the noise floor of the verdict.
+	w2, err := r.startRemote(bins.plugin, sockDir, "stop-warm2-"+kind, kind, 0, cfg.conc)
+	if err != nil {
+		return err
+	}
+	defer w2.stop()
 	s, err := r.startRemote(bins.plugin, sockDir, "stop-stale-"+kind, kind, staleTTL, cfg.conc)
 	if err != nil {
 		return err
 	}
 	defer s.stop()
 	var lkgFailed uint64
-	for _, x := range []*proc{w, s} {
+	for _, x := range []*proc{w, w2, s} {
 		if _, err := sweep(ctx, remoteTarget(x, kind, r.n), tmpl, cfg.conc, 0); err != nil {
 			return fmt.Errorf("%s: %w", x.name, err)
 		}
@@ -66,8 +72,8 @@ func stale(ctx context.Context, cfg config, bins binaries, r *remote, kind, sock
 			return err
 		}
 	}
-	// Names whose copy failed to be written cannot be answered once the
-	// backend is down: they show as errors below.
+	// A name whose disk copy failed is still answered from its memory
+	// copy while the process lives; the disk copy counts after a restart.
 	rep.info(stopLabel(kind)+"last-known-good writes failed before the stop", float64(lkgFailed), "writes", fmt.Sprintf("%d of %d", lkgFailed, r.n))
 	stopped := time.Now()
 	if err := r.stop(kind); err != nil {
@@ -76,9 +82,8 @@ func stale(ctx context.Context, cfg config, bins binaries, r *remote, kind, sock
 	logf("  %s stopped in %s", kind, fmtDur(time.Since(stopped)))
 	time.Sleep(staleTTL + 100*time.Millisecond)
 
-	w0, err1 := w.scrape()
-	s0, err2 := s.scrape()
-	if err := errors.Join(err1, err2); err != nil {
+	s0, err := s.scrape()
+	if err != nil {
 		return err
 	}
 	tally, ok := &errTally{}, &atomic.Int64{}
@@ -89,19 +94,24 @@ func stale(ctx context.Context, cfg config, bins binaries, r *remote, kind, sock
 		return err
 	}
 	logf("  first %s after the TTL: %s, max %s", cfg.staleFirst, first, fmtDur(first.lats[len(first.lats)-1]))
-	res, err := alternate(ctx, []string{"warm", "stale"}, []target{remoteTarget(w, kind, r.n), ts}, tmpl, cfg.conc, cfg.slice, cfg.staleDur, cfg.rounds)
+	res, err := alternate(ctx, []string{"warm", "warm2", "stale"}, []target{remoteTarget(w, kind, r.n), remoteTarget(w2, kind, r.n), ts}, tmpl, cfg.conc, cfg.slice, cfg.staleDur, cfg.rounds)
 	if err != nil {
 		return err
 	}
-	w1, err1 := w.scrape()
-	s1, err2 := s.scrape()
-	if err := errors.Join(err1, err2); err != nil {
+	for _, x := range []*proc{w, w2} {
+		m, err := x.scrape()
+		if err != nil {
+			return err
+		}
+		if n := m.cacheStat(kind, "swarmkeep_stale_served_total"); n > 0 {
+			return fmt.Errorf("%s answered %d stale copies: its TTL ran out during the measurement", x.name, n)
+		}
+	}
+	s1, err := s.scrape()
+	if err != nil {
 		return err
 	}
-	if n := w1.cacheStat(kind, "swarmkeep_stale_served_total") - w0.cacheStat(kind, "swarmkeep_stale_served_total"); n > 0 {
-		return fmt.Errorf("the warm server answered %d stale copies: its TTL ran out during the measurement", n)
-	}
-	warm, old := res.pooled[0], pool([]loadResult{first, res.pooled[1]})
+	warm, old := res.pooled[0], pool([]loadResult{first, res.pooled[2]})
 	marked := int64(s1.cacheStat(kind, "swarmkeep_stale_served_total") - s0.cacheStat(kind, "swarmkeep_stale_served_total"))
 	answered := ok.Load()
 	failed, last := tally.count()
@@ -114,10 +124,11 @@ func stale(ctx context.Context, cfg config, bins binaries, r *remote, kind, sock
 	rep.info(stopLabel(kind)+"first answers after the TTL, max", ms(first.lats[len(first.lats)-1]), "ms",
 		fmt.Sprintf("%s (%d of %d over 100ms, in the first %s)", fmtDur(first.lats[len(first.lats)-1]), slow, first.Requests, cfg.staleFirst))
 	rep.info(stopLabel(kind)+fmt.Sprintf("c%d p99 from LKG copies", cfg.conc), us(old.P99), "µs",
-		fmt.Sprintf("%s (p50 %s, %.0f req/s, CPU/request %s)", fmtDur(old.P99), fmtDur(old.P50), res.pooled[1].RPS, fmtDur(res.cpu[1])))
-	pr, shown := medianRatio(res.p99[1])
-	rep.atMost(stopLabel(kind)+"p99 from LKG copies/warm", pr, 2, "ratio",
-		fmt.Sprintf("%s; pooled %s over warm %s%s", shown, fmtDur(old.P99), fmtDur(warm.P99), res.stalls()), "<= 2.00x")
+		fmt.Sprintf("%s (p50 %s, %.0f req/s, CPU/request %s)", fmtDur(old.P99), fmtDur(old.P50), res.pooled[2].RPS, fmtDur(res.cpu[2])))
+	pr, shown := medianRatio(res.p99[2])
+	_, noise := medianRatio(res.p99[1])
+	rep.judgeNoise(stopLabel(kind)+"p99 from LKG copies/warm", pr, "ratio",
+		fmt.Sprintf("%s; pooled %s over warm %s%s", shown, fmtDur(old.P99), fmtDur(warm.P99), res.stalls()), "<= 2.00x", "warm2/warm "+noise, pr <= 2)
 	bad := int64(failed) + answered - marked
 	shown = fmt.Sprintf("%d (%d errors, %d not counted stale by the plugin, of %d answers)", bad, failed, answered-marked, answered)
 	if last != nil {

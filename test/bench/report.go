@@ -27,8 +27,9 @@ type figure struct {
 	Shown   string  `json:"shown"`
 	Target  string  `json:"target,omitempty"`
 	Verdict string  `json:"verdict"`
-	// Noise is the same ratio between two null plugin processes in the
-	// same slices: how far the machine alone moves the figure.
+	// Noise is the same ratio between two processes running the same
+	// code in the same slices (null2/null, warm2/warm, a second 10-name
+	// store): how far the machine alone moves the figure.
 	Noise string `json:"noise,omitempty"`
 	Note  string `json:"note,omitempty"`
 }
@@ -130,7 +131,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nswarmkeep bench (%s, %d CPUs, quick=%v, %.0fs, load average %s at start, %s at end)\n\n",
 		r.GoArch, r.CPUs, r.Quick, r.Seconds, r.LoadAvg[0], r.LoadAvg[1])
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "FIGURE\tVALUE\tTARGET\tVERDICT\tNOISE FLOOR (null2/null)")
+	fmt.Fprintln(tw, "FIGURE\tVALUE\tTARGET\tVERDICT\tNOISE FLOOR (same code, 2 processes)")
 	for _, f := range r.Figures {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Name, f.Shown, f.Target, f.Verdict, f.Noise)
 	}
