@@ -146,12 +146,12 @@ func (p *proc) run(cmd *exec.Cmd, env []string, logFile string, conns int) error
 		select {
 		case err := <-p.exited:
 			p.exited <- err
-			return fmt.Errorf("%s exited before answering (%v): see %s", p.name, err, logFile)
+			return fmt.Errorf("%s exited before answering (%v); its log ends: %s", p.name, err, p.logTail())
 		default:
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return fmt.Errorf("%s: no /Plugin.Activate answer in 10 s: see %s", p.name, logFile)
+			return fmt.Errorf("%s: no /Plugin.Activate answer in 10 s; its log ends: %s", p.name, p.logTail())
 		}
 		time.Sleep(time.Millisecond)
 	}
