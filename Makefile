@@ -70,7 +70,7 @@ fuzz: ## run each Go fuzz target for FUZZTIME seconds (default 10), one after an
 e2e: ## end-to-end tests against a real dockerd in swarm mode (root starts a private one)
 	$(Q)$(GOTEST) -tags e2e -timeout 15m ./test/e2e/
 
-bench: ## benchmarks against a null backend in the same run (figures and verdicts)
+bench: ## the shipped binary vs a null plugin, separate processes (BENCHFLAGS=-quick: short run; test/bench/README.md)
 	$(Q)$(GO) run ./test/bench $(BENCHFLAGS)
 
 lint: ## gofmt and go vet

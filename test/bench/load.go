@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver"
@@ -114,6 +115,8 @@ func appendDoc(dst []byte, i int) []byte {
 type target struct {
 	client *http.Client
 	n      int
+	// pid is the plugin process, whose CPU time the slices measure.
+	pid int
 	// null: every answer is nullValue; doc: appendDoc(i); else
 	// appendValue(i).
 	null, doc bool
@@ -121,6 +124,8 @@ type target struct {
 	// for a measurement that must report how many answers failed; their
 	// latencies count like the others'.
 	tally *errTally
+	// ok, when set, counts the requests answered with the right value.
+	ok *atomic.Int64
 }
 
 // errTally counts failed requests and keeps the last error.
@@ -183,12 +188,18 @@ func (t target) get(ctx context.Context, i int, body, want []byte) error {
 	if !bytes.Equal(a.Value, want) {
 		return fmt.Errorf("%s: wrong value (%d bytes)", storedName(i), len(a.Value))
 	}
+	if t.ok != nil {
+		t.ok.Add(1)
+	}
 	return nil
 }
 
 // loadResult is one measurement.
 type loadResult struct {
 	Requests int
+	// Total counts every request answered, the warm-up's too: the
+	// plugin's CPU time over the whole run is divided by it.
+	Total    int
 	Elapsed  time.Duration
 	RPS      float64
 	P50, P99 time.Duration
@@ -200,6 +211,7 @@ func pool(rs []loadResult) loadResult {
 	var out loadResult
 	for _, r := range rs {
 		out.Requests += r.Requests
+		out.Total += r.Total
 		out.Elapsed += r.Elapsed
 		out.lats = append(out.lats, r.lats...)
 	}
@@ -237,6 +249,7 @@ func runMixed(ctx context.Context, ts []target, tmpl bodyTemplate, conc int, war
 	defer cancel()
 
 	lats := make([][][]time.Duration, conc) // worker, target
+	totals := make([][]int, conc)           // worker, target
 	lastDone := make([]time.Time, conc)
 	errs := make([]error, conc)
 	var wg sync.WaitGroup
@@ -248,6 +261,7 @@ func runMixed(ctx context.Context, ts []target, tmpl bodyTemplate, conc int, war
 			body := make([]byte, 0, 1024)
 			want := make([]byte, 0, 2*valueBytes)
 			lat := make([][]time.Duration, len(ts))
+			tot := make([]int, len(ts))
 			for k := range lat {
 				lat[k] = make([]time.Duration, 0, 1<<14)
 			}
@@ -268,12 +282,13 @@ func runMixed(ctx context.Context, ts []target, tmpl bodyTemplate, conc int, war
 					ts[k].tally.note(err)
 				}
 				t1 := time.Now()
+				tot[k]++
 				if !t0.Before(warmEnd) {
 					lat[k] = append(lat[k], t1.Sub(t0))
 					lastDone[w] = t1
 				}
 			}
-			lats[w] = lat
+			lats[w], totals[w] = lat, tot
 		}()
 	}
 	wg.Wait()
@@ -290,8 +305,10 @@ func runMixed(ctx context.Context, ts []target, tmpl bodyTemplate, conc int, war
 	out := make([]loadResult, len(ts))
 	for k := range ts {
 		var all []time.Duration
+		total := 0
 		for w := range conc {
 			all = append(all, lats[w][k]...)
+			total += totals[w][k]
 		}
 		if len(all) == 0 {
 			return nil, errStalled
@@ -299,6 +316,7 @@ func runMixed(ctx context.Context, ts []target, tmpl bodyTemplate, conc int, war
 		slices.Sort(all)
 		out[k] = loadResult{
 			Requests: len(all),
+			Total:    total,
 			Elapsed:  elapsed,
 			RPS:      float64(len(all)) / elapsed.Seconds(),
 			P50:      percentile(all, 50),
@@ -376,15 +394,4 @@ feed:
 	all := slices.Concat(lats...)
 	slices.Sort(all)
 	return all, err
-}
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d >= time.Second:
-		return fmt.Sprintf("%.2fs", d.Seconds())
-	case d >= time.Millisecond:
-		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
-	default:
-		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
-	}
 }

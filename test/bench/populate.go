@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	srvpkg "github.com/swarmkeep/swarmkeep/driver/server"
 	"github.com/swarmkeep/swarmkeep/driver/store" // also registers the "file" backend
 )
 
@@ -58,15 +57,6 @@ func newStores(dir string, workers int, shm bool, log func(string, ...any)) (*st
 		}
 	}
 	return s, nil
-}
-
-// env is the serve settings of the n-record store: STORE_DIR and KEY_FILE.
-func (s *stores) env(ctx context.Context, n int) (map[string]string, error) {
-	dir, err := s.get(ctx, n)
-	if err != nil {
-		return nil, err
-	}
-	return map[string]string{srvpkg.EnvStoreDir: dir, srvpkg.EnvKeyFile: s.key}, nil
 }
 
 // get returns the directory of a store holding names 0..n-1, filling it on

@@ -12,94 +12,152 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	srvpkg "github.com/swarmkeep/swarmkeep/driver/server"
 )
 
-// buildBundle runs scripts/build-rootfs.sh into out and returns the plugin
-// binary it built (static, stripped: what the managed plugin runs) and the
-// total size of the files under out/rootfs.
-func buildBundle(ctx context.Context, root, out string) (bin string, size int64, err error) {
+// binaries are the programs the bench runs as processes of their own.
+type binaries struct {
+	// plugin is the shipped swarmkeep binary, built as `make build` and
+	// the plugin bundle build it (static, -trimpath, -s -w).
+	plugin string
+	// null is test/bench/nullplugin, built the same way.
+	null string
+	// rootfs is the size of the plugin bundle's rootfs.
+	rootfs int64
+}
+
+// build runs scripts/build-rootfs.sh into dir/bundle, which builds the
+// shipped binary, and builds the null plugin next to it.
+func build(ctx context.Context, root, dir string) (binaries, error) {
+	out := filepath.Join(dir, "bundle")
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, "scripts", "build-rootfs.sh"), out)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", 0, fmt.Errorf("build-rootfs.sh: %v: %s", err, strings.TrimSpace(string(b)))
+		return binaries{}, fmt.Errorf("build-rootfs.sh: %v: %s", err, strings.TrimSpace(string(b)))
 	}
-	err = filepath.WalkDir(filepath.Join(out, "rootfs"), func(p string, d fs.DirEntry, err error) error {
+	bins := binaries{plugin: filepath.Join(out, "rootfs", "swarmkeep"), null: filepath.Join(dir, "nullplugin")}
+	err := filepath.WalkDir(filepath.Join(out, "rootfs"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
 		fi, err := d.Info()
 		if err == nil {
-			size += fi.Size()
+			bins.rootfs += fi.Size()
 		}
 		return err
 	})
-	return filepath.Join(out, "rootfs", "swarmkeep"), size, err
-}
-
-// plugin is one `swarmkeep serve` process.
-type plugin struct {
-	cmd    *exec.Cmd
-	sock   string
-	client *http.Client
-	start  time.Time
-	ready  time.Duration // exec to first Activate answer
-	exited chan error
-}
-
-// startPlugin execs bin serve with the store's settings in the environment,
-// as the managed plugin gets them from config.json, and waits for the first
-// successful /Plugin.Activate answer, dialling every millisecond.
-func startPlugin(bin, sock, storeDir, keyFile, logFile string, conns int) (*plugin, error) {
-	_ = os.Remove(sock)
-	logf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, err
+		return binaries{}, err
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = []string{
-		"SOCKET=" + sock, "STORE_DIR=" + storeDir, "KEY_FILE=" + keyFile,
-		"LOG_LEVEL=info", "REQUEST_TIMEOUT=5s",
+	cmd = exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bins.null, "./test/bench/nullplugin")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return binaries{}, fmt.Errorf("build the null plugin: %v: %s", err, strings.TrimSpace(string(b)))
 	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	p := &plugin{cmd: cmd, sock: sock, exited: make(chan error, 1)}
+	return bins, nil
+}
+
+// proc is one plugin process: the shipped `swarmkeep serve` or the null
+// plugin.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	sock    string
+	metrics string // the shipped plugin's METRICS_SOCKET; "" for the null plugin
+	log     string
+	client  *http.Client
+	start   time.Time
+	ready   time.Duration // exec to the first Activate answer
+	exited  chan error
+}
+
+// shippedEnv is the environment of a `swarmkeep serve` named name: every
+// setting at its default (audit on, the built-in policy, log level info,
+// GOGC as serve sets it) except the paths, which point into dir/name, and
+// extra (BACKENDS for the remote backends).
+func shippedEnv(dir, name, storeDir, keyFile string, extra map[string]string) map[string]string {
+	home := filepath.Join(dir, name)
+	env := map[string]string{
+		srvpkg.EnvSocket:        filepath.Join(dir, name+".sock"),
+		srvpkg.EnvMetricsSocket: filepath.Join(dir, name+"-metrics.sock"),
+		srvpkg.EnvStoreDir:      storeDir,
+		srvpkg.EnvKeyFile:       keyFile,
+		srvpkg.EnvLKGDir:        filepath.Join(home, "lkg"),
+		srvpkg.EnvAuditFile:     filepath.Join(home, "audit", "audit.log"),
+		// Absent: the built-in default policy, as on a fresh install.
+		srvpkg.EnvPolicyFile: filepath.Join(home, "policy.yaml"),
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	return env
+}
+
+// startShipped starts `swarmkeep serve` with env and waits until its socket
+// answers.
+func startShipped(bin, dir, name string, env map[string]string, conns int) (*proc, error) {
+	var list []string
+	for k, v := range env {
+		list = append(list, k+"="+v)
+	}
+	p := &proc{name: name, sock: env[srvpkg.EnvSocket], metrics: env[srvpkg.EnvMetricsSocket]}
+	return p, p.run(exec.Command(bin, "serve"), list, filepath.Join(dir, name+".log"), conns)
+}
+
+// startNull starts the null plugin on dir/name.sock.
+func startNull(bin, dir, name string, conns int) (*proc, error) {
+	p := &proc{name: name, sock: filepath.Join(dir, name+".sock")}
+	return p, p.run(exec.Command(bin, p.sock), nil, filepath.Join(dir, name+".log"), conns)
+}
+
+// run starts cmd with env only, its output in logFile, and waits for the
+// first successful /Plugin.Activate answer, dialling every millisecond.
+func (p *proc) run(cmd *exec.Cmd, env []string, logFile string, conns int) error {
+	_ = os.Remove(p.sock)
+	lf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lf.Close()
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = lf, lf
+	p.cmd, p.log, p.exited = cmd, logFile, make(chan error, 1)
 	// A fresh client per poll: no connection is kept from a failed try.
 	probe := &http.Client{Timeout: time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
+			return d.DialContext(ctx, "unix", p.sock)
 		},
 	}}
 	p.start = time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
 	go func() { p.exited <- cmd.Wait() }()
 	deadline := p.start.Add(10 * time.Second)
-	for {
-		if activate(probe) == nil {
-			p.ready = time.Since(p.start)
-			break
-		}
+	for activate(probe) != nil {
 		select {
 		case err := <-p.exited:
-			return nil, fmt.Errorf("swarmkeep serve exited before answering (%v): see %s", err, logFile)
+			p.exited <- err
+			return fmt.Errorf("%s exited before answering (%v); its log ends: %s", p.name, err, p.logTail())
 		default:
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("no /Plugin.Activate answer in 10 s: see %s", logFile)
+			return fmt.Errorf("%s: no /Plugin.Activate answer in 10 s; its log ends: %s", p.name, p.logTail())
 		}
 		time.Sleep(time.Millisecond)
 	}
-	p.client = newClient(sock, conns)
-	return p, nil
+	p.ready = time.Since(p.start)
+	p.client = newClient(p.sock, conns)
+	return nil
 }
 
 func activate(c *http.Client) error {
@@ -120,9 +178,35 @@ func activate(c *http.Client) error {
 	return nil
 }
 
+// pid is the process id, for /proc.
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// target loads this process; names 0..n-1 are stored behind it, and the
+// null plugin answers nullValue to all.
+func (p *proc) target(n int) target {
+	return target{client: p.client, n: n, pid: p.pid(), null: p.metrics == ""}
+}
+
+// stop sends SIGTERM, the way docker plugin disable does, and kills the
+// process if it is not gone in 10 s.
+func (p *proc) stop() error {
+	if p.client != nil {
+		p.client.CloseIdleConnections()
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.exited:
+		return err
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("%s ignored SIGTERM for 10 s", p.name)
+	}
+}
+
 // memory reads the process's resident set (VmRSS) and its peak (VmHWM).
-func (p *plugin) memory() (rss, hwm int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+func (p *proc) memory() (rss, hwm int64, err error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.pid()))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -149,47 +233,44 @@ func (p *plugin) memory() (rss, hwm int64, err error) {
 	return rss, hwm, sc.Err()
 }
 
-// stop sends SIGTERM, the way docker plugin disable does, and kills the
-// process if it is not gone in 10 s.
-func (p *plugin) stop() error {
-	if p.client != nil {
-		p.client.CloseIdleConnections()
+// clockTick is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
+// 100 on every Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// cpuTime is the CPU time (utime + stime, all threads) process pid has
+// used so far; pid 0 is this process, the load generator.
+func cpuTime(pid int) (time.Duration, error) {
+	path := "/proc/self/stat"
+	if pid != 0 {
+		path = fmt.Sprintf("/proc/%d/stat", pid)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.exited:
-		return err
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		return errors.New("swarmkeep serve ignored SIGTERM for 10 s")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
 	}
+	// The command name (field 2) may hold spaces: fields count from the
+	// last ')'; there the state is field 3, utime 14 and stime 15.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("%s: unexpected format", path)
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return time.Duration(ut+st) * clockTick, nil
 }
 
-// startTimes starts and stops the plugin n times and returns the best and
-// the median time from exec to socket ready, plus the median time from exec
-// to the first served GetSecret (the store opens in the background).
-func startTimes(ctx context.Context, bin, dir, storeDir, keyFile string, n int) (best, median, firstGet time.Duration, err error) {
-	var ready, gets []time.Duration
-	tmpl := newBodyTemplate()
-	for range n {
-		p, err := startPlugin(bin, filepath.Join(dir, "start.sock"), storeDir, keyFile, filepath.Join(dir, "start.log"), 1)
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		ready = append(ready, p.ready)
-		err = p.target(1).get(ctx, 0, tmpl.body(nil, 0), nil)
-		gets = append(gets, time.Since(p.start))
-		if serr := p.stop(); err == nil && serr != nil {
-			err = fmt.Errorf("stop: %w", serr)
-		}
-		if err != nil {
-			return 0, 0, 0, err
-		}
+// logTail is the end of the process's log, for an error message.
+func (p *proc) logTail() string {
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		return err.Error()
 	}
-	slices.Sort(ready)
-	slices.Sort(gets)
-	return ready[0], ready[len(ready)/2], gets[len(gets)/2], nil
+	if len(b) > 600 {
+		b = b[len(b)-600:]
+	}
+	return strings.TrimSpace(string(b))
 }
-
-func (p *plugin) target(n int) target { return target{client: p.client, n: n} }

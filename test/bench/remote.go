@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
-	"github.com/swarmkeep/swarmkeep/driver/cache"
 	"github.com/swarmkeep/swarmkeep/driver/etcdstore"
 	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
 	srvpkg "github.com/swarmkeep/swarmkeep/driver/server"
@@ -150,84 +149,60 @@ func (r *remote) unusable(kind string) (skip string, err error) {
 	return "", r.vaultErr
 }
 
-// remoteServer serves one remote backend the way the binary does (driver,
-// cache with last-known-good copies on disk, lazy opener, backend), plus,
-// when asked, a call counter between the cache and the lazy opener.
-type remoteServer struct {
-	*server
-	kind  string
-	cache *cache.Cache
-	calls atomic.Int64 // backend calls, when counted
-}
-
-// startRemote serves kind as instance name with cache_ttl ttl, its copies
-// in a fresh LKG store.
-func (r *remote) startRemote(sockDir, name, kind string, ttl time.Duration, conns int, count bool) (*remoteServer, error) {
-	rs := &remoteServer{kind: kind}
+// env is the BACKENDS setting serving kind alone, as instance kind, with
+// cache_ttl ttl (0: the default): what an operator sets with docker
+// plugin set.
+func (r *remote) env(kind string, ttl time.Duration) map[string]string {
 	set := r.etcdSet
 	if kind == kindVault {
 		set = r.vaultSet
 	}
-	q := url.Values{"cache_ttl": {ttl.String()}}
+	q := url.Values{}
+	if ttl > 0 {
+		q.Set("cache_ttl", ttl.String())
+	}
 	for k, v := range set {
 		q.Set(k, v)
 	}
-	env := map[string]string{
-		srvpkg.EnvBackends: kind + ":" + kind + "?" + q.Encode(), srvpkg.EnvKeyFile: r.key,
-		srvpkg.EnvLKGDir: filepath.Join(r.dir, "lkg", name),
-	}
-	var instrument func(string, backend.Backend) backend.Backend
-	if count {
-		instrument = func(_ string, inner backend.Backend) backend.Backend {
-			return &countingBackend{Backend: inner, n: &rs.calls}
-		}
-	}
-	srv, err := startServerWith(sockDir, name, env, conns, instrument)
+	return map[string]string{srvpkg.EnvBackends: kind + ":" + kind + "?" + q.Encode()}
+}
+
+// startRemote starts the shipped binary serving kind with cache_ttl ttl
+// (0: the default) and waits until its backend is open (/metrics
+// swarmkeep_backend_ready), so no measurement pays for the open.
+func (r *remote) startRemote(bin, sockDir, name, kind string, ttl time.Duration, conns int) (*proc, error) {
+	p, err := startShipped(bin, sockDir, name, shippedEnv(sockDir, name, filepath.Join(sockDir, name, "store"), r.key, r.env(kind, ttl)), conns)
 	if err != nil {
 		return nil, err
 	}
-	c, ok := srv.srv.Cache(kind)
-	if !ok {
-		srv.Close()
-		return nil, fmt.Errorf("%s: no cache in front of %s", name, kind)
+	err = p.waitMetric(context.Background(), "backend ready", func(s samples) (bool, error) {
+		return s.cacheStat(kind, "swarmkeep_backend_ready") == 1, nil
+	})
+	if err != nil {
+		p.stop()
+		return nil, err
 	}
-	rs.cache = c
-	rs.server = srv
-	return rs, nil
+	return p, nil
 }
 
-// target loads this server's n warmed names.
-func (rs *remoteServer) target(n int) target {
-	return target{client: rs.client, n: n, doc: rs.kind == kindVault}
+// remoteTarget loads p's n warmed names of kind.
+func remoteTarget(p *proc, kind string, n int) target {
+	t := p.target(n)
+	t.doc = kind == kindVault
+	return t
 }
 
-// waitLKG waits until the cache has written n copies to disk, so a
-// measurement neither competes with those writes nor starts without them.
-func (rs *remoteServer) waitLKG(ctx context.Context, n int) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st := rs.cache.Stats()
-		switch {
-		case st.LKGWrites >= uint64(n):
-			return nil
-		case st.LKGErrors > 0:
-			return fmt.Errorf("%s: %d last-known-good writes failed", rs.name, st.LKGErrors)
-		case time.Now().After(deadline), ctx.Err() != nil:
-			return fmt.Errorf("%s: %d of %d last-known-good copies written in 30 s", rs.name, st.LKGWrites, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// countingBackend counts the calls that reach the backend.
-type countingBackend struct {
-	backend.Backend
-	n *atomic.Int64
-}
-
-func (c *countingBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error) {
-	c.n.Add(1)
-	return c.Backend.Get(ctx, ref)
+// waitLKG waits until p's cache has tried to write n last-known-good
+// copies, so a measurement neither competes with those writes nor starts
+// without them, and returns how many failed (/metrics
+// swarmkeep_cache_lkg_errors_total: a write that did not finish within the
+// cache's backend timeout, for one).
+func waitLKG(ctx context.Context, p *proc, kind string, n int) (failed uint64, err error) {
+	err = p.waitMetric(ctx, fmt.Sprintf("%d last-known-good copies", n), func(s samples) (bool, error) {
+		failed = s.cacheStat(kind, "lkg_errors_total")
+		return s.cacheStat(kind, "lkg_writes_total")+failed >= uint64(n), nil
+	})
+	return failed, err
 }
 
 // benchTB is the testing.TB vaulttest.New wants, outside a test: the

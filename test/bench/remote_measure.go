@@ -11,133 +11,16 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/swarmkeep/swarmkeep/driver/cache"
 )
 
-// measureRemoteWarm is measurement 6: GetSecret through the real handler
-// at cfg.conc for the etcd and Vault backends, every name in their caches,
-// against the null backend, in the alternating slices of measurement 1
-// (groups of one slice per server, in a Williams order): each throughput
-// >= 0.85x null's. A second null server among them gives the noise floor.
-func measureRemoteWarm(ctx context.Context, cfg config, r *remote, sockDir string, rep *report) {
-	c := fmt.Sprintf("c%d", cfg.conc)
-	verdict := func(kind string) string { return fmt.Sprintf("throughput %s warm cache/null", kind) }
-	var kinds []string
-	for _, kind := range r.kinds() {
-		switch skipped, err := r.unusable(kind); {
-		case skipped != "":
-			rep.skipped(verdict(kind), ">= 0.85x", skipped)
-		case err != nil:
-			rep.failed(verdict(kind), ">= 0.85x", err)
-		default:
-			kinds = append(kinds, kind)
-		}
-	}
-	if len(kinds) == 0 {
-		return
-	}
-	res, err := loadWarm(ctx, cfg, r, kinds, sockDir)
-	if err != nil {
-		for _, kind := range kinds {
-			rep.failed(verdict(kind), ">= 0.85x", err)
-		}
-		return
-	}
-	p := res.pooled[0]
-	pre := fmt.Sprintf("null %s, remote slices, ", c)
-	rep.info(pre+"req/s", p.RPS, "req/s", fmt.Sprintf("%.0f", p.RPS))
-	rep.info(pre+"p50", us(p.P50), "µs", fmtDur(p.P50))
-	rep.info(pre+"p99", us(p.P99), "µs", fmtDur(p.P99))
-	floor, shown := medianRatio(res.ratios[1], "groups")
-	rep.info("throughput null/null, same code: noise floor", floor, "ratio", shown+res.stalls())
-	for k, kind := range kinds {
-		p, j := res.pooled[k+2], k+2
-		pre := fmt.Sprintf("%s warm cache %s %d names ", kind, c, r.n)
-		rep.info(pre+"req/s", p.RPS, "req/s", fmt.Sprintf("%.0f", p.RPS))
-		rep.info(pre+"p50", us(p.P50), "µs", fmtDur(p.P50))
-		rep.info(pre+"p99", us(p.P99), "µs", fmtDur(p.P99))
-		tr, shown := medianRatio(res.ratios[j], "groups")
-		rep.atLeast(verdict(kind), tr, 0.85, "ratio", shown, ">= 0.85x")
-	}
-}
-
-// loadWarm serves null and each kind, reads every name once (filling the
-// caches and their disk copies), warms them up, then measures them in
-// alternating slices.
-func loadWarm(ctx context.Context, cfg config, r *remote, kinds []string, sockDir string) (sliced, error) {
-	// A second null server takes its turns too: its ratio to the first,
-	// the same code, shows how far the machine's noise alone moves one.
-	null, err := startServer(sockDir, "remote-null", nullEnv, cfg.conc)
-	if err != nil {
-		return sliced{}, err
-	}
-	defer null.Close()
-	null2, err := startServer(sockDir, "remote-null2", nullEnv, cfg.conc)
-	if err != nil {
-		return sliced{}, err
-	}
-	defer null2.Close()
-	ts := []target{null.target(r.n, true), null2.target(r.n, true)}
-	names := []string{"null", "null2"}
-	var srvs []*remoteServer
-	defer func() {
-		for _, s := range srvs {
-			s.Close()
-		}
-	}()
-	tmpl := newBodyTemplate()
-	filled := time.Now()
-	for _, kind := range kinds {
-		s, err := r.startRemote(sockDir, "warm-"+kind, kind, cache.DefaultTTL, cfg.conc, false)
-		if err != nil {
-			return sliced{}, err
-		}
-		srvs = append(srvs, s)
-		if _, err := sweep(ctx, s.target(r.n), tmpl, cfg.conc, 0); err != nil {
-			return sliced{}, fmt.Errorf("%s: %w", kind, err)
-		}
-		if err := s.waitLKG(ctx, r.n); err != nil {
-			return sliced{}, err
-		}
-		ts = append(ts, s.target(r.n))
-		names = append(names, kind)
-	}
-	for k, t := range ts {
-		if _, err := runLoad(ctx, t, tmpl, cfg.conc, 0, cfg.tputWarm, 1); err != nil {
-			return sliced{}, fmt.Errorf("%s: %w", names[k], err)
-		}
-	}
-	res, err := alternate(ctx, names, ts, tmpl, cfg.conc, cfg.slice, cfg.remoteDur, cfg.rounds)
-	if err != nil {
-		return sliced{}, err
-	}
-	// The binary's default TTL (30 s) may run out during the slices: a
-	// name is then fetched once more, as in production, by the first
-	// request after it; any other backend call, or a stale answer, means
-	// the cache did not hold the names.
-	allowed := uint64(r.n) * uint64(1+time.Since(filled)/cache.DefaultTTL)
-	errs := []error{null.check(), null2.check()}
-	for _, s := range srvs {
-		st := s.cache.Stats()
-		logf("  %s cache: %d hits, %d misses (%d refetched after the TTL), %d backend calls, %d stale",
-			s.kind, st.Hits, st.Misses, st.BackendCalls-uint64(r.n), st.BackendCalls, st.StaleServed)
-		if st.BackendCalls > allowed || st.BackendErrors > 0 || st.StaleServed > 0 {
-			errs = append(errs, fmt.Errorf("%s: the cache did not hold the names: %d backend calls (%d errors) for %d names, %d stale answers",
-				s.kind, st.BackendCalls, st.BackendErrors, r.n, st.StaleServed))
-		}
-		errs = append(errs, s.check())
-	}
-	return res, errors.Join(errs...)
-}
-
-// measureHerd is measurement 7: cfg.burst concurrent GetSecret requests
-// through the real handler for one name no cache has read (name r.n), on a
-// fresh server, released together on connections opened beforehand: the
-// backend must be called exactly once. For Vault the count is the fake
-// server's for that path; for etcd, calls reaching the lazy opener from
-// the cache (the cache's own count and etcd's Range RPCs are shown too).
-func measureHerd(ctx context.Context, cfg config, r *remote, sockDir string, rep *report) {
+// measureHerd: cfg.burst concurrent GetSecret requests to a fresh shipped
+// binary for one name no cache has read (name r.n), released together on
+// connections opened beforehand: the backend must be called exactly once.
+// For Vault the count is the fake server's for that path; for etcd, the
+// plugin's swarmkeep_cache_backend_calls_total over its metrics socket
+// (etcd's own Range RPC count, which includes the store's other reads, is
+// shown too).
+func measureHerd(ctx context.Context, cfg config, bins binaries, r *remote, sockDir string, rep *report) {
 	for _, kind := range r.kinds() {
 		name := fmt.Sprintf("%s: %s concurrent cold Gets, backend calls", kind, label(cfg.burst))
 		switch skipped, err := r.unusable(kind); {
@@ -148,7 +31,7 @@ func measureHerd(ctx context.Context, cfg config, r *remote, sockDir string, rep
 			rep.failed(name, "= 1", err)
 			continue
 		}
-		calls, shown, err := herd(ctx, cfg, r, kind, sockDir)
+		calls, shown, err := herd(ctx, cfg, bins, r, kind, sockDir)
 		if err != nil {
 			rep.failed(name, "= 1", err)
 			continue
@@ -157,21 +40,25 @@ func measureHerd(ctx context.Context, cfg config, r *remote, sockDir string, rep
 	}
 }
 
-func herd(ctx context.Context, cfg config, r *remote, kind, sockDir string) (int, string, error) {
-	s, err := r.startRemote(sockDir, "cold-"+kind, kind, cache.DefaultTTL, cfg.burst, true)
+func herd(ctx context.Context, cfg config, bins binaries, r *remote, kind, sockDir string) (int, string, error) {
+	p, err := r.startRemote(bins.plugin, sockDir, "cold-"+kind, kind, 0, cfg.burst)
 	if err != nil {
 		return 0, "", err
 	}
-	defer s.Close()
+	defer p.stop()
 	path := "/v1/secret/data/" + storedName(r.n)
 	before, err := r.backendCount(kind, path)
 	if err != nil {
 		return 0, "", err
 	}
-	if err := preconnect(s.client, cfg.burst); err != nil {
+	m0, err := p.scrape()
+	if err != nil {
 		return 0, "", err
 	}
-	took, err := burst(ctx, s.target(r.n+1), newBodyTemplate(), r.n, cfg.burst)
+	if err := preconnect(p.client, cfg.burst); err != nil {
+		return 0, "", err
+	}
+	took, err := burst(ctx, remoteTarget(p, kind, r.n+1), newBodyTemplate(), r.n, cfg.burst)
 	if err != nil {
 		return 0, "", err
 	}
@@ -179,16 +66,20 @@ func herd(ctx context.Context, cfg config, r *remote, kind, sockDir string) (int
 	if err != nil {
 		return 0, "", err
 	}
-	st := s.cache.Stats()
-	calls := int(s.calls.Load())
-	extra := fmt.Sprintf("%d etcd Range RPCs", after-before)
-	if kind == kindVault {
-		calls, extra = after-before, fmt.Sprintf("%d past the cache", s.calls.Load())
+	m1, err := p.scrape()
+	if err != nil {
+		return 0, "", err
 	}
-	logf("  %s: %s cold Gets in %s: cache %+v", kind, label(cfg.burst), fmtDur(took), st)
-	shown := fmt.Sprintf("%d (%s answers in %s; cache: %d calls, %d coalesced, %d hits; %s)",
-		calls, label(cfg.burst), fmtDur(took), st.BackendCalls, st.Coalesced, st.Hits, extra)
-	return calls, shown, s.check()
+	d := func(what string) uint64 { return m1.cacheStat(kind, what) - m0.cacheStat(kind, what) }
+	calls := int(d("backend_calls_total"))
+	what := fmt.Sprintf("backend calls by the cache; etcd saw %d Range RPCs", after-before)
+	if kind == kindVault {
+		calls, what = after-before, fmt.Sprintf("Vault reads of the path; the cache made %d backend calls", d("backend_calls_total"))
+	}
+	shown := fmt.Sprintf("%d %s (%s answers in %s; %d coalesced, %d cache hits)",
+		calls, what, label(cfg.burst), fmtDur(took), d("coalesced_total"), d("swarmkeep_cache_hits_total"))
+	logf("  %s: %s", kind, shown)
+	return calls, shown, nil
 }
 
 // backendCount is, for Vault, the requests the fake server got for path

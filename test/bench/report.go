@@ -27,7 +27,11 @@ type figure struct {
 	Shown   string  `json:"shown"`
 	Target  string  `json:"target,omitempty"`
 	Verdict string  `json:"verdict"`
-	Note    string  `json:"note,omitempty"`
+	// Noise is the same ratio between two processes running the same
+	// code in the same slices (null2/null, warm2/warm, a second 10-name
+	// store): how far the machine alone moves the figure.
+	Noise string `json:"noise,omitempty"`
+	Note  string `json:"note,omitempty"`
 }
 
 // report collects the figures of one run.
@@ -85,6 +89,12 @@ func (r *report) judge(name string, v float64, unit, shown, target string, ok bo
 	r.Figures = append(r.Figures, figure{Name: name, Value: v, Unit: unit, Shown: shown, Target: target, Verdict: verdict})
 }
 
+// judgeNoise is judge with the noise floor of the ratio shown beside it.
+func (r *report) judgeNoise(name string, v float64, unit, shown, target, noise string, ok bool) {
+	r.judge(name, v, unit, shown, target, ok)
+	r.Figures[len(r.Figures)-1].Noise = noise
+}
+
 // failed records a measurement that could not be made: it counts as a
 // missed target.
 func (r *report) failed(name, target string, err error) {
@@ -121,9 +131,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nswarmkeep bench (%s, %d CPUs, quick=%v, %.0fs, load average %s at start, %s at end)\n\n",
 		r.GoArch, r.CPUs, r.Quick, r.Seconds, r.LoadAvg[0], r.LoadAvg[1])
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "FIGURE\tVALUE\tTARGET\tVERDICT")
+	fmt.Fprintln(tw, "FIGURE\tVALUE\tTARGET\tVERDICT\tNOISE FLOOR (same code, 2 processes)")
 	for _, f := range r.Figures {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, f.Shown, f.Target, f.Verdict)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Name, f.Shown, f.Target, f.Verdict, f.Noise)
 	}
 	tw.Flush()
 	for _, e := range r.Errors {
@@ -177,4 +187,15 @@ func label(n int) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	default:
+		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+	}
 }
