@@ -111,8 +111,10 @@ func TestAppRole_BadCredentials(t *testing.T) {
 	delete(set, setTokenFile)
 	b := e.open(t, set)
 	_, err := get(t, b, backend.Ref{Name: "x"})
-	if !errors.Is(err, backend.ErrDenied) || !strings.Contains(err.Error(), "invalid role or secret ID") {
-		t.Fatalf("got %v, want ErrDenied with the server's reason", err)
+	// The server's words differ (Vault: "invalid secret id", OpenBao:
+	// "invalid role or secret ID"): assert only what this package writes.
+	if !errors.Is(err, backend.ErrDenied) || !strings.Contains(err.Error(), "auth/approle/login") || !strings.Contains(err.Error(), "(HTTP 400)") {
+		t.Fatalf("got %v, want ErrDenied naming the login and the server's 400", err)
 	}
 	if strings.Contains(err.Error(), "wrong-secret-id") || strings.Contains(err.Error(), "role-x") {
 		t.Fatalf("error leaks a credential: %s", err)

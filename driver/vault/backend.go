@@ -2,6 +2,7 @@ package vault
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -23,6 +24,9 @@ type kvBackend struct {
 	cfg     config
 	clients *clients
 	auth    *auth
+
+	now    func() time.Time
+	mounts mountCheck // what the server said of the mount setting, after a failed read
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -67,7 +71,7 @@ func openBackendClock(s backend.Settings, clk clock) (*kvBackend, error) {
 		return nil, fmt.Errorf("vault backend: %w", err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	b := &kvBackend{cfg: cfg, clients: f, auth: a, stop: stop, done: make(chan struct{}), closed: make(chan struct{})}
+	b := &kvBackend{cfg: cfg, clients: f, auth: a, now: time.Now, stop: stop, done: make(chan struct{}), closed: make(chan struct{})}
 	go a.run(ctx, b.done)
 	return b, nil
 }
@@ -102,11 +106,16 @@ func (b *kvBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret, e
 		case rerr != nil:
 			return backend.Secret{}, fmt.Errorf("%w; logging in again failed: %w", err, rerr)
 		case next != nil:
-			doc, err = b.readKV(ctx, next, path, ref.Version)
+			s = next
+			doc, err = b.readKV(ctx, s, path, ref.Version)
 		}
 		if statusOf(err) == 403 {
-			err = fmt.Errorf("%w; %s may not read it", err, b.auth.describe())
+			err = b.explainDenied(ctx, s, err)
 		}
+	}
+	var ae *absentError
+	if errors.As(err, &ae) {
+		err = b.explainAbsent(ctx, s, err, ae.where)
 	}
 	if err != nil {
 		return backend.Secret{}, err

@@ -23,9 +23,14 @@
 //
 // Every error wraps one of the driver's sentinels: a 403 or a refused login
 // is ErrDenied, a 404 ErrNotFound, no answer, a 5xx or a 429 ErrUnavailable
-// (and context.DeadlineExceeded when the deadline ran out). Error text is
-// built here, one line, with every credential cut out; the package never
-// logs.
+// (and context.DeadlineExceeded when the deadline ran out). What the server
+// does not say is asked after the failure: lookup-self tells a revoked or
+// expired token from a policy refusal (Vault words both the same), and a
+// mount check (sys/internal/ui/mounts, cached a minute) tells a wrong mount
+// or kv_version setting from a missing secret. Such settings errors, and an
+// address with the wrong scheme, wrap ErrCannotOpen and name the setting.
+// Error text is built here, one line, with every credential cut out; the
+// package never logs.
 //
 // The client is the api module of OpenBao (github.com/openbao/openbao/api/v2),
 // which speaks the same HTTP API as Vault's for every path used here. See

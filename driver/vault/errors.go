@@ -62,6 +62,9 @@ func mapError(ctx context.Context, op string, err error, login bool, creds []str
 	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
+		if re.StatusCode == http.StatusBadRequest && re.RawError && strings.Contains(strings.Join(re.Errors, " "), plainToTLS) {
+			return wrongScheme(re.URL, re.StatusCode, "https", fmt.Sprintf("it answered %q", plainToTLS))
+		}
 		e := &callError{status: re.StatusCode, sentinel: backend.ErrUnavailable}
 		switch {
 		case re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden:
@@ -83,6 +86,9 @@ func mapError(ctx context.Context, op string, err error, login bool, creds []str
 	// repeats the method and URL; keep only the cause.
 	var ue *url.Error
 	if errors.As(err, &ue) {
+		if errors.Is(err, http.ErrSchemeMismatch) {
+			return wrongScheme(ue.URL, 0, "http", http.ErrSchemeMismatch.Error())
+		}
 		err = ue.Err
 	}
 	return &callError{sentinel: backend.ErrUnavailable, msg: fmt.Sprintf("%s: %s", op, clean(err.Error(), creds))}
@@ -127,4 +133,35 @@ func clean(msg string, creds []string) string {
 		msg = msg[:237] + "..."
 	}
 	return msg
+}
+
+// plainToTLS is what Go's net/http server, which Vault and OpenBao listen
+// with, writes back (as a bare HTTP 400, not JSON) when a plain HTTP
+// request reaches its TLS listener.
+const plainToTLS = "Client sent an HTTP request to an HTTPS server"
+
+// wrongScheme is the error for an address setting whose scheme the server
+// does not speak: the server (or Go's client) said so, and no request can
+// succeed until the setting is fixed, so it wraps ErrCannotOpen rather than
+// what a 400 usually means (a bad path on a read, refused credentials on a
+// login). want is the scheme the server speaks. The text names the setting
+// and the address to set; an address holds no credential.
+func wrongScheme(rawURL string, status int, want, said string) error {
+	have, addr := "http", "the address"
+	if want == "http" {
+		have = "https"
+	}
+	if u, err := url.Parse(rawURL); err == nil && u.Host != "" {
+		base, _, _ := strings.Cut(u.Path, "/v1/")
+		addr = u.Host + base
+	}
+	var msg string
+	if want == "https" {
+		msg = fmt.Sprintf("setting %q is %s://%s, but the server there speaks HTTPS (%s): use %s=https://%s",
+			setAddress, have, addr, said, setAddress, addr)
+	} else {
+		msg = fmt.Sprintf("setting %q is %s://%s, but the server there speaks plain HTTP (%s): serve TLS on it, or use %s=http://%s on a trusted network only",
+			setAddress, have, addr, said, setAddress, addr)
+	}
+	return &callError{sentinel: backend.ErrCannotOpen, status: status, msg: msg}
 }

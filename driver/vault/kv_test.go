@@ -149,8 +149,8 @@ func TestGet_KV1(t *testing.T) {
 	v1 := e.open(t, e.settings(setKVVersion, "1"))
 	e.put(t, "v2doc", map[string]any{"a": "b"})
 	_, err = get(t, v1, backend.Ref{Name: e.path("v2doc")})
-	if !errors.Is(err, backend.ErrNotFound) || !strings.Contains(err.Error(), "kv_version=2") {
-		t.Fatalf("v1 read of a v2 mount: %v, want a hint to set kv_version=2", err)
+	if !errors.Is(err, backend.ErrCannotOpen) || !strings.Contains(err.Error(), "kv_version=2") {
+		t.Fatalf("v1 read of a v2 mount: %v, want a settings error saying to set kv_version=2", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"sort"
 	"strings"
 
@@ -47,15 +48,20 @@ func (b *kvBackend) readV2(ctx context.Context, s *session, path string, version
 	}
 	switch {
 	case errors.Is(err, api.ErrSecretNotFound) && version == 0:
-		return document{}, fmt.Errorf("%w: no secret at %s", backend.ErrNotFound, where)
+		return document{}, absent(where, "no secret at %s", where)
 	case errors.Is(err, api.ErrSecretNotFound):
-		return document{}, fmt.Errorf("%w: no version %d at %s", backend.ErrNotFound, version, where)
+		return document{}, absent(where, "no version %d at %s", version, where)
 	case err != nil:
 		return document{}, readError(ctx, "read "+where, err, s.token)
 	}
 	md := ks.VersionMetadata
 	if md == nil {
 		md = &api.KVVersionMetadata{}
+	}
+	if ks.Data == nil && md.Version == 0 {
+		// A 404 with warnings and no metadata: not a deleted version but
+		// a path KV v2 does not serve (a mount setting inside the mount).
+		return document{}, absent(where, "no secret at %s", where)
 	}
 	if ks.Data == nil {
 		state := "deleted"
@@ -75,18 +81,21 @@ func (b *kvBackend) readV1(ctx context.Context, s *session, path string) (docume
 	ks, err := s.client.KVv1(b.cfg.mount).Get(ctx, path)
 	switch {
 	case errors.Is(err, api.ErrSecretNotFound):
-		return document{}, fmt.Errorf("%w: no secret at %s", backend.ErrNotFound, where)
+		return document{}, absent(where, "no secret at %s", where)
 	case err != nil:
 		return document{}, readError(ctx, "read "+where, err, s.token)
 	}
 	if ks.Data == nil {
-		// A KV v2 mount answers a v1 path with a 404 and a warning that
-		// the api client passes on as a secret without data.
-		hint := ""
+		// A KV v2 mount answers a v1 path with a 404 and a warning
+		// ("Invalid path for a versioned K/V secrets engine. See the API
+		// docs..."), which the api client passes on as a secret without
+		// data. Every read fails the same way: a settings error.
 		if ks.Raw != nil && len(ks.Raw.Warnings) > 0 {
-			hint = fmt.Sprintf(" (server: %s; is %s a KV version 2 mount? set %s=2)", clean(ks.Raw.Warnings[0], nil), b.cfg.mount, setKVVersion)
+			said, _, _ := strings.Cut(clean(ks.Raw.Warnings[0], nil), ". ")
+			return document{}, settingsError(http.StatusNotFound, fmt.Sprintf("read %s: %s; mount %s is KV version 2 (set %s=2)",
+				where, said, b.mountName(b.cfg.mount), setKVVersion))
 		}
-		return document{}, fmt.Errorf("%w: no secret at %s%s", backend.ErrNotFound, where, hint)
+		return document{}, absent(where, "no secret at %s", where)
 	}
 	return document{data: ks.Data, where: where}, nil
 }

@@ -11,12 +11,15 @@
 //   - POST/DELETE /v1/sys/mounts/{path}, POST /v1/sys/namespaces/{path},
 //     PUT/DELETE /v1/sys/policies/acl/{name}, DELETE /v1/{mount}/metadata/{path}
 //   - POST /v1/auth/token/create, PUT /v1/auth/token/revoke
+//   - GET /v1/sys/internal/ui/mounts/{path} (a mount's type and KV version)
 //
 // Response bodies and status codes follow the real servers (see README.md
 // in the parent directory for what was checked and where): a missing secret
 // or version is a 404 with {"errors":[]}; a deleted or destroyed KV v2
 // version is a 404 that still carries {"data":{"data":null,"metadata":...}};
-// a bad token is a 403; a failed login is a 400.
+// a bad token is a 403 worded as a policy refusal; a failed login is a 400;
+// plain HTTP to the TLS listener is Go's bare 400 "Client sent an HTTP
+// request to an HTTPS server".
 //
 // Tokens carry a TTL the server enforces, and a list of ACL path patterns
 // (a trailing '*' is a prefix glob, as in Vault policies) that grant every

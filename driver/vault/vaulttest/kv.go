@@ -21,8 +21,13 @@ const errVersionedPath = "Invalid path for a versioned K/V secrets engine. See t
 
 type kvMount struct {
 	version int
-	v1      map[string][]byte
-	v2      map[string]*kvSecret
+	// options are the mount's options as sys/internal/ui/mounts reports
+	// them: {"version":"2"} for a v2 mount, nil for a v1 mount made without
+	// options (as "vault secrets enable kv" makes it).
+	options  map[string]string
+	accessor string
+	v1       map[string][]byte
+	v2       map[string]*kvSecret
 }
 
 type kvSecret struct {
@@ -37,18 +42,23 @@ type kvVersion struct {
 	destroyed bool
 }
 
-func newKVMount(version int) *kvMount {
-	return &kvMount{version: version, v1: map[string][]byte{}, v2: map[string]*kvSecret{}}
+func newKVMount(version int, options map[string]string) *kvMount {
+	if version == 2 && options["version"] != "2" {
+		options = map[string]string{"version": "2"}
+	}
+	return &kvMount{version: version, options: options, accessor: "kv_" + newID()[:8],
+		v1: map[string][]byte{}, v2: map[string]*kvSecret{}}
 }
 
 func mountKey(ns, mount string) string { return ns + "\x00" + strings.Trim(mount, "/") }
 
 // EnableKV mounts a KV engine of version 1 or 2 at mount in namespace,
-// replacing any mount there.
+// replacing any mount there. A version 1 mount has no options, as one made
+// with "vault secrets enable kv".
 func (s *Server) EnableKV(namespace, mount string, version int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.mounts[mountKey(cleanNamespace(namespace), mount)] = newKVMount(version)
+	s.mounts[mountKey(cleanNamespace(namespace), mount)] = newKVMount(version, nil)
 }
 
 // CreateNamespace creates namespace ns ("a" or "a/b").
@@ -321,12 +331,23 @@ func (s *Server) serveSys(w http.ResponseWriter, q *request) {
 			return
 		}
 		typ := str(q.body["type"])
-		opts, _ := q.body["options"].(map[string]any)
+		raw, _ := q.body["options"].(map[string]any)
+		var opts map[string]string
+		for k, v := range raw {
+			if opts == nil {
+				opts = map[string]string{}
+			}
+			opts[k] = str(v)
+		}
+		// Mirrors handleMount: kv-v1 and kv-v2 are kv with the version
+		// option set; plain kv keeps the options it was given.
 		switch {
-		case typ == "kv-v2" || typ == "kv" && str(opts["version"]) == "2":
-			s.mounts[mountKey(q.ns, path)] = newKVMount(2)
+		case typ == "kv-v2" || typ == "kv" && opts["version"] == "2":
+			s.mounts[mountKey(q.ns, path)] = newKVMount(2, opts)
+		case typ == "kv-v1":
+			s.mounts[mountKey(q.ns, path)] = newKVMount(1, map[string]string{"version": "1"})
 		case typ == "kv":
-			s.mounts[mountKey(q.ns, path)] = newKVMount(1)
+			s.mounts[mountKey(q.ns, path)] = newKVMount(1, opts)
 		default:
 			writeErrors(w, http.StatusBadRequest, "vaulttest: only kv mounts are served")
 			return

@@ -140,8 +140,12 @@ func (s *Server) serveLogin(w http.ResponseWriter, q *request) bool {
 	return false
 }
 
-// appRoleLogin mirrors approle's pathLoginUpdate: the messages and the 400
-// status of its logical.ErrorResponse answers.
+// appRoleLogin mirrors approle's pathLoginUpdate in Vault 1.14
+// (builtin/credential/approle/path_login.go): the messages and the 400
+// status of its logical.ErrorResponse answers. Vault says "invalid role ID"
+// for an unknown role ID and "invalid secret id" for a wrong secret ID
+// (the latter with logical.ErrInvalidCredentials, which RespondErrorCommon
+// also maps to 400); OpenBao says "invalid role or secret ID" for both.
 func (s *Server) appRoleLogin(w http.ResponseWriter, q *request, prefix string) {
 	roleID := strings.TrimSpace(str(q.body["role_id"]))
 	if roleID == "" {
@@ -150,7 +154,7 @@ func (s *Server) appRoleLogin(w http.ResponseWriter, q *request, prefix string) 
 	}
 	r := s.appRoles[prefix+roleID]
 	if r == nil {
-		writeErrors(w, http.StatusBadRequest, "invalid role or secret ID")
+		writeErrors(w, http.StatusBadRequest, "invalid role ID")
 		return
 	}
 	if r.SecretID != "" {
@@ -160,7 +164,7 @@ func (s *Server) appRoleLogin(w http.ResponseWriter, q *request, prefix string) 
 			return
 		}
 		if sid != r.SecretID {
-			writeErrors(w, http.StatusBadRequest, "invalid role or secret ID")
+			writeErrors(w, http.StatusBadRequest, "invalid secret id")
 			return
 		}
 	}

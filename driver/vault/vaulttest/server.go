@@ -78,7 +78,7 @@ func New(t testing.TB, opts ...Option) *Server {
 		hits:       map[string]int{},
 		now:        time.Now,
 		namespaces: map[string]bool{"": true},
-		mounts:     map[string]*kvMount{mountKey("", "secret"): newKVMount(2)},
+		mounts:     map[string]*kvMount{mountKey("", "secret"): newKVMount(2, nil)},
 		tokens:     map[string]*token{},
 		policies:   map[string][]string{},
 		appRoles:   map[string]*AppRole{},
@@ -239,6 +239,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "auth/token/create" || p == "auth/token/revoke":
 		s.serveTokenAdmin(w, q)
 	case strings.HasPrefix(p, "auth/") && strings.HasSuffix(p, "/login") && s.serveLogin(w, q):
+	case strings.HasPrefix(p, uiMounts):
+		s.serveMountInfo(w, q, strings.TrimPrefix(p, uiMounts))
 	case strings.HasPrefix(p, "sys/"):
 		s.serveSys(w, q)
 	default:

@@ -9,13 +9,15 @@ import (
 	"time"
 )
 
-// Error texts as Vault writes them. Vault 1.15+ adds "invalid token" for an
-// unknown or expired token; OpenBao answers "permission denied" alone. Both
-// use 403, which is all a client should rely on.
-const (
-	errDenied       = "1 error occurred:\n\t* permission denied\n\n"
-	errInvalidToken = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"
-)
+// errDenied is Vault's answer to a request its ACL refuses, and also to one
+// whose token is missing, unknown, revoked or expired: Vault 1.14's
+// fetchACLTokenEntryAndEntity returns logical.ErrPermissionDenied for a
+// token it cannot find, and handleCancelableRequest wraps either in a
+// go-multierror (vault/request_handling.go). So a 403 alone cannot tell a
+// dead token from a policy refusal; a client asks lookup-self, which the
+// default policy allows every live token. Texts differ between releases and
+// forks, so a client keys on the 403, never on the words.
+const errDenied = "1 error occurred:\n\t* permission denied\n\n"
 
 // defaultTTL is Vault's default lease TTL (768h), used when a role sets none.
 const defaultTTL = 768 * time.Hour
@@ -132,7 +134,7 @@ func (s *Server) authorize(w http.ResponseWriter, q *request, p string) *token {
 	}
 	t := s.lookupToken(q.token)
 	if t == nil {
-		writeErrors(w, http.StatusForbidden, errInvalidToken)
+		writeErrors(w, http.StatusForbidden, errDenied)
 		return nil
 	}
 	if !strings.HasPrefix(q.ns, t.ns) || p != "" && !s.allows(t, strings.TrimPrefix(q.ns, t.ns)+p) {
