@@ -26,6 +26,7 @@ const (
 	ClassUnavailable  Class = "unavailable"
 	ClassTimeout      Class = "timeout"
 	ClassInvalidValue Class = "invalid_value"
+	ClassSettings     Class = "backend_settings"
 )
 
 // Limits Swarm puts on a value (ValidateSecretPayload): 1 byte to under
@@ -51,6 +52,8 @@ func classify(err error) Class {
 		return ClassNoBackend
 	case errors.Is(err, ErrPolicyDenied):
 		return ClassPolicyDenied
+	case errors.Is(err, backend.ErrSettings):
+		return ClassSettings
 	case errors.Is(err, context.DeadlineExceeded):
 		return ClassTimeout
 	case errors.Is(err, backend.ErrNotFound):
@@ -80,6 +83,7 @@ var fixes = map[Class]string{
 	ClassPolicyDenied: "grant it in the policy file on the managers (see swarmkeep policy explain), or store it under this stack's namespace",
 	ClassUnavailable:  "check the plugin log and the backend, then restart the task",
 	ClassTimeout:      "check the backend's health, or raise the plugin's REQUEST_TIMEOUT",
+	ClassSettings:     "change that setting in the plugin's BACKENDS (docker plugin disable, docker plugin set, docker plugin enable); Swarm retries the task",
 	ClassInvalidValue: "store a value Swarm accepts (1 byte to 511999 bytes), or fix swarmkeep.encoding",
 }
 

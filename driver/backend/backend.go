@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -26,6 +27,11 @@ var (
 	// wraps (say ErrNotFound for a store not yet initialised) is about the
 	// backend, not the value, so a cache may still serve its copies.
 	ErrCannotOpen = errors.New("cannot open")
+	// ErrSettings: no read can succeed until one of the backend's
+	// settings is changed (a wrong scheme, mount or version); the error
+	// names the setting. It wraps ErrCannotOpen, so a cache still serves
+	// its copies meanwhile.
+	ErrSettings = fmt.Errorf("%w: wrong setting", ErrCannotOpen)
 )
 
 // The secret labels that fill a [Ref]. They are part of the contract because

@@ -42,6 +42,7 @@ var classes = [...]driver.Class{
 	driver.ClassOK, driver.ClassBadRequest, driver.ClassBadLabel, driver.ClassNoBackend,
 	driver.ClassNotFound, driver.ClassInvalidRef, driver.ClassCorrupt, driver.ClassDenied,
 	driver.ClassUnavailable, driver.ClassTimeout, driver.ClassInvalidValue, driver.ClassPolicyDenied,
+	driver.ClassSettings,
 }
 
 // nClasses counts the known classes plus otherClass.
@@ -69,7 +70,7 @@ func className(i int) string {
 // errors.
 func faultClass(c driver.Class) bool {
 	switch c {
-	case driver.ClassCorrupt, driver.ClassDenied, driver.ClassUnavailable, driver.ClassTimeout:
+	case driver.ClassCorrupt, driver.ClassDenied, driver.ClassUnavailable, driver.ClassTimeout, driver.ClassSettings:
 		return true
 	}
 	return false

@@ -132,7 +132,7 @@ func TestCardinalityBounded(t *testing.T) {
 	if n, want := testutil.CollectAndCount(m.requests), 2*len(classes)+1; n != want {
 		t.Errorf("%d request series, want %d", n, want)
 	}
-	if n, want := testutil.CollectAndCount(m.errs), 2*4; n != want {
+	if n, want := testutil.CollectAndCount(m.errs), 2*5; n != want { // the fault classes
 		t.Errorf("%d backend error series, want %d", n, want)
 	}
 	if got := testutil.ToFloat64(m.requests.WithLabelValues(NoBackend, otherClass)); got != 2000 {

@@ -49,16 +49,16 @@ func TestErrorLines(t *testing.T) {
 		class driver.Class
 		want  []string
 	}{
-		{name: "http to an https server", class: driver.ClassUnavailable,
+		{name: "http to an https server", class: driver.ClassSettings,
 			set:  backend.Settings{"address": "http://" + tlsHost, "token_file": file("tls-root", tlsFake.RootToken())},
 			want: []string{`setting "address"`, "address=https://" + tlsHost}},
 		{name: "revoked token", class: driver.ClassDenied,
 			set:  backend.Settings{"address": fake.URL, "token_file": revokedFile},
 			want: []string{"token_file", revokedFile, "revoked or expired", "write a new token"}},
-		{name: "mount typo", class: driver.ClassUnavailable,
+		{name: "mount typo", class: driver.ClassSettings,
 			set:  backend.Settings{"address": fake.URL, "token_file": root, "mount": "secrte"},
 			want: []string{`no mount "secrte"`, `"mount" setting`}},
-		{name: "v1 mount read as v2", class: driver.ClassUnavailable,
+		{name: "v1 mount read as v2", class: driver.ClassSettings,
 			set:  backend.Settings{"address": fake.URL, "token_file": root, "mount": "kv1"},
 			want: []string{`mount "kv1" is KV version 1`, "kv_version=1"}},
 	}

@@ -142,7 +142,7 @@ const plainToTLS = "Client sent an HTTP request to an HTTPS server"
 
 // wrongScheme is the error for an address setting whose scheme the server
 // does not speak: the server (or Go's client) said so, and no request can
-// succeed until the setting is fixed, so it wraps ErrCannotOpen rather than
+// succeed until the setting is fixed, so it wraps ErrSettings (an ErrCannotOpen) rather than
 // what a 400 usually means (a bad path on a read, refused credentials on a
 // login). want is the scheme the server speaks. The text names the setting
 // and the address to set; an address holds no credential.
@@ -163,5 +163,5 @@ func wrongScheme(rawURL string, status int, want, said string) error {
 		msg = fmt.Sprintf("setting %q is %s://%s, but the server there speaks plain HTTP (%s): serve TLS on it, or use %s=http://%s on a trusted network only",
 			setAddress, have, addr, said, setAddress, addr)
 	}
-	return &callError{sentinel: backend.ErrCannotOpen, status: status, msg: msg}
+	return &callError{sentinel: backend.ErrSettings, status: status, msg: msg}
 }

@@ -136,10 +136,10 @@ func absent(where, format string, args ...any) error {
 
 // settingsError is the error of a call that failed because of the
 // backend's settings; msg says what happened and which setting to change. It
-// wraps ErrCannotOpen instead of the sentinel the server's answer would
+// wraps ErrSettings (an ErrCannotOpen) instead of the sentinel the server's answer would
 // map to, since no read can succeed until the setting is fixed, whatever
 // secret is asked; the cache serves its copies meanwhile, as for any
 // backend that cannot be opened.
 func settingsError(status int, msg string) error {
-	return &callError{sentinel: backend.ErrCannotOpen, status: status, msg: msg}
+	return &callError{sentinel: backend.ErrSettings, status: status, msg: msg}
 }
