@@ -36,7 +36,7 @@ if ! info=$(cd "$tmp" && $go mod download -json "golang.org/x/vulndb@$ver" 2>&1)
 fi
 dir=$(echo "$info" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
 resolved=$(echo "$info" | sed -n 's/^[[:space:]]*"Version": "\(.*\)",\{0,1\}$/\1/p')
-mkdir -p "$out"
+out=$(mkdir -p "$out" && cd "$out" && pwd)
 db=$out/$resolved
 if [ ! -f "$db/index/db.json" ]; then
   rm -rf "$db.tmp"
@@ -44,4 +44,4 @@ if [ ! -f "$db/index/db.json" ]; then
   mv "$db.tmp" "$db"
 fi
 echo "govulncheck: database golang.org/x/vulndb@$resolved (data/osv, $(ls "$dir/data/osv" | wc -l) advisories)"
-$go run "$tool" -db "file://$(cd "$db" && pwd)" ./...
+$go run "$tool" -db "file://$db" ./...
