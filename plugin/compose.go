@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/swarmkeep/swarmkeep/driver"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // The subset of a compose file that decides what docker stack deploy does

@@ -21,12 +21,11 @@ import (
 //
 // The query holds the type's knobs and credential file paths (never
 // credentials: docker plugin inspect shows settings) plus the cache knobs
-// below, which every remote type takes. One setting instead of one per knob,
-// because config.json must declare every settable variable in advance and
-// instance names are the operator's.
-// cacheKnobs are taken out of a remote instance's query by the wiring; the
-// rest goes to the backend type.
-var cacheKnobs = []string{"cache", "cache_ttl", "negative_ttl", "max_stale", "cache_size", "timeout", "retry_after"}
+// every remote type takes (cache, cache_ttl, negative_ttl, max_stale,
+// cache_size, timeout, retry_after), which the wiring takes out of the query
+// before the rest goes to the backend type. One setting instead of one per
+// knob, because config.json must declare every settable variable in advance
+// and instance names are the operator's.
 
 // CacheConfig is one remote instance's cache settings.
 type CacheConfig struct {

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
@@ -212,7 +213,7 @@ func buildTestImage(ctx context.Context, cli *client.Client, root, tag string) e
 			return fmt.Errorf("build: %s", msg.Error)
 		}
 	}
-	if _, _, err := cli.ImageInspectWithRaw(ctx, tag); err != nil {
+	if _, err := cli.ImageInspect(ctx, tag); err != nil {
 		return fmt.Errorf("image %s missing after build: %w", tag, err)
 	}
 	return nil
@@ -280,7 +281,7 @@ func removeSecret(t *testing.T, id string) {
 	defer cancel()
 	var err error
 	for ctx.Err() == nil {
-		if err = E.cli.SecretRemove(ctx, id); err == nil || client.IsErrNotFound(err) {
+		if err = E.cli.SecretRemove(ctx, id); err == nil || cerrdefs.IsNotFound(err) {
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -328,7 +329,7 @@ func createService(t *testing.T, name string, replicas uint64, secrets ...*swarm
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		if err := E.cli.ServiceRemove(ctx, resp.ID); err != nil && !client.IsErrNotFound(err) {
+		if err := E.cli.ServiceRemove(ctx, resp.ID); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Logf("warning: removing service %s: %v", name, err)
 		}
 	})

@@ -1,0 +1,5 @@
+//go:build !noetcd
+
+package main
+
+func init() { builtInTypes = append(builtInTypes, "etcd") }

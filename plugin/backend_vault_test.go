@@ -1,0 +1,5 @@
+//go:build !novault
+
+package main
+
+func init() { builtInTypes = append(builtInTypes, "vault") }
