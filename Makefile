@@ -21,10 +21,16 @@ GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.10.0
 # VULNDB is the golang.org/x/vulndb version whose data is the vulnerability database when
 # vuln.go.dev is unreachable (see scripts/vulncheck.sh); latest, because an old one misses advisories.
 VULNDB      ?= latest
+# VULNDB_CACHE keeps the built database outside the checkout, so fresh clones reuse it.
+VULNDB_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/swarmkeep/vulndb
 # SMALL_TAGS leave the etcd and Vault backends out of build-small: a file-only plugin.
 SMALL_TAGS  := noetcd,novault
 
 export LDFLAGS := -X main.version=$(VERSION)
+# Build and test with the toolchain go.mod names (its toolchain line, a patch release that
+# fixes the standard library's known holes), fetched through the module proxy when the
+# installed Go is older, unless the caller chose a GOTOOLCHAIN.
+export GOTOOLCHAIN ?= auto
 
 .DEFAULT_GOAL := help
 
@@ -105,7 +111,7 @@ lint: ## gofmt, go vet and staticcheck (also the e2e and file-only builds), then
 # same database from the golang.org/x/vulndb module through the Go module proxy, and when
 # neither answers it prints SKIPPED (exit 0) instead of failing or pretending to pass.
 vulncheck: ## govulncheck: known vulnerabilities the code reaches (database from vuln.go.dev or the module proxy)
-	$(Q)GO=$(GO) scripts/vulncheck.sh $(GOVULNCHECK) $(VULNDB) build/vulndb
+	$(Q)GO=$(GO) scripts/vulncheck.sh $(GOVULNCHECK) $(VULNDB) $(VULNDB_CACHE)
 
 clean: ## remove build output
 	$(Q)rm -rf build
