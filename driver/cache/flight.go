@@ -191,7 +191,7 @@ func (c *Cache) settle(f *flight, s backend.Secret, err error) (after func()) {
 		e.kind = positive
 		e.s = f.s
 		e.s.Value = bytes.Clone(f.s.Value)
-		after = c.saveLater(f.k, e.s, e.lkg)
+		after = c.saveLater(f.k, e.s, now, e.lkg)
 	}
 	c.finishLocked(f)
 	return after

@@ -19,8 +19,9 @@ type LKG interface {
 	// Load returns key's copy and when it was saved. An absent copy gives
 	// an error wrapping backend.ErrNotFound.
 	Load(ctx context.Context, key string) (backend.Secret, time.Time, error)
-	// Save replaces key's copy.
-	Save(ctx context.Context, key string, s backend.Secret) error
+	// Save replaces key's copy with s, which the backend gave at saved:
+	// the copy's age is counted from then, however late it is written.
+	Save(ctx context.Context, key string, s backend.Secret, saved time.Time) error
 }
 
 // Forgetter is an LKG that can remove a copy. The cache removes a key's
@@ -37,7 +38,7 @@ type lkgState struct {
 	known bool // false: find out by loading the copy
 	has   bool
 	sum   [sha256.Size]byte // keyed digest of the copy's answer
-	saved time.Time
+	saved time.Time         // when the backend gave that answer
 }
 
 // sum digests an answer: value, version and creation time.
@@ -77,9 +78,10 @@ func (c *Cache) loadLKG(k key) (backend.Secret, time.Time, error) {
 }
 
 // saveLater returns the work of bringing k's disk copy up to s (whose
-// value it clones now), given what is known of that copy. It writes only
-// if the copy differs or is older than MaxStale/2.
-func (c *Cache) saveLater(k key, s backend.Secret, st lkgState) func() {
+// value it clones now), fetched at fetched, given what is known of that
+// copy. It writes only if the copy differs or was fetched more than
+// MaxStale/2 earlier.
+func (c *Cache) saveLater(k key, s backend.Secret, fetched time.Time, st lkgState) func() {
 	if c.lkg == nil {
 		return nil
 	}
@@ -93,17 +95,16 @@ func (c *Cache) saveLater(k key, s backend.Secret, st lkgState) func() {
 		if !st.known {
 			st = c.inspectLKG(ctx, k)
 		}
-		now := c.o.Now()
-		if st.known && st.has && st.sum == sum && now.Sub(st.saved) <= c.o.MaxStale/2 {
+		if st.known && st.has && st.sum == sum && fetched.Sub(st.saved) <= c.o.MaxStale/2 {
 			c.setLKGState(k, st)
 			return
 		}
-		if err := c.lkg.Save(ctx, k.String(), s); err != nil {
+		if err := c.lkg.Save(ctx, k.String(), s, fetched); err != nil {
 			c.n.lkgErrors.Add(1)
 			return
 		}
 		c.n.lkgWrites.Add(1)
-		c.setLKGState(k, lkgState{known: true, has: true, sum: sum, saved: now})
+		c.setLKGState(k, lkgState{known: true, has: true, sum: sum, saved: fetched})
 	}
 }
 
