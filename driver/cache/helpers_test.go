@@ -185,9 +185,12 @@ func wantCalls(t testing.TB, f *fakeBackend, n int64) {
 	}
 }
 
-// settle waits for the cache's background work (LKG writes) to end. Only
-// call it with no request in flight.
-func settle(c *Cache) { c.bg.Wait() }
+// settle waits for the cache's background work to end and its disk copies
+// to be written. Only call it with no request in flight.
+func settle(c *Cache) {
+	c.bg.Wait()
+	c.Flush(context.Background())
+}
 
 // openLKG opens (creating on first use) an LKG store in dir with a key
 // file next to it. Opening the same dir again, after closing the store,
