@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -32,6 +33,11 @@ const (
 	// stopping plugin is killed if it takes too long.
 	lkgCloseTimeout = 5 * time.Second
 )
+
+// ErrStillWriting is in Close's error when a copy's write was still under
+// way when Close gave up on it: the LKG must then not be closed, since
+// closing it would wait for that write.
+var ErrStillWriting = errors.New("a last-known-good write is still under way")
 
 type opKind uint8
 
@@ -342,15 +348,17 @@ func (c *Cache) closeWriter() error {
 	w.stop()
 	t := time.NewTimer(w.closeWait / 5)
 	defer t.Stop()
+	var stuck error
 	select {
 	case <-w.done:
 	case <-t.C:
+		stuck = ErrStillWriting
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	lost := w.lost + len(w.pending)
 	if w.cur != nil {
-		lost++ // still stuck: its end is no longer awaited
+		lost++ // its end is no longer awaited
 	}
 	if len(w.pending) > 0 {
 		for _, op := range w.pending {
@@ -365,5 +373,9 @@ func (c *Cache) closeWriter() error {
 		return nil
 	}
 	c.n.lkgErrors.Add(uint64(lost))
-	return fmt.Errorf("%d last-known-good copies not written within %s of closing", lost, short(w.closeWait))
+	err := fmt.Errorf("%d last-known-good copies not written within %s of closing", lost, short(w.closeWait))
+	if stuck != nil {
+		err = fmt.Errorf("%w: %w", err, stuck)
+	}
+	return err
 }
