@@ -227,7 +227,7 @@ func (c *Cache) writeLoop() {
 	w := c.w
 	defer close(w.done)
 	var pause time.Duration
-	for {
+	for w.ctx.Err() == nil {
 		op := w.next()
 		if op == nil {
 			select {
@@ -243,9 +243,6 @@ func (c *Cache) writeLoop() {
 			c.n.lkgErrors.Add(1) // each failed try
 		}
 		w.finish(op, err, abandoned)
-		if w.ctx.Err() != nil {
-			return
-		}
 		if err == nil {
 			pause = 0
 			continue
