@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/cache"
@@ -27,7 +28,7 @@ func writeLKG(t *testing.T, dir, keyFile string, copies map[string]string) {
 	defer s.Close()
 	l := cache.NewStoreLKG(s)
 	for k, v := range copies {
-		if err := l.Save(ctx, k, backend.Secret{Value: []byte(v), Version: 1}); err != nil {
+		if err := l.Save(ctx, k, backend.Secret{Value: []byte(v), Version: 1}, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -66,7 +66,7 @@ func BenchmarkStaleFromLKG(b *testing.B) {
 	f.set("app/db-password", "correct horse battery staple")
 	o := DefaultOptions()
 	o.Now = clk.Now
-	o.LKG = mustLKG(b, clk)
+	o.LKG = mustLKG(b)
 	r := benchRef()
 	ctx := context.Background()
 	first := newCache(b, f, o)

@@ -26,9 +26,11 @@ type Cache struct {
 	// value, so they cannot be used to guess low-entropy values.
 	sumKey [32]byte
 	n      counters
-	// bg tracks backend calls and LKG work running apart from requests,
-	// so Close waits for them before closing the backend.
+	// bg tracks backend calls running apart from requests, so Close waits
+	// for them before closing the backend.
 	bg sync.WaitGroup
+	// w writes disk copies, in its own goroutine; nil without an LKG.
+	w *lkgWriter
 
 	mu      sync.Mutex // guards the fields below
 	closed  bool
@@ -55,6 +57,10 @@ func New(b backend.Backend, o Options) (*Cache, error) {
 		circ:    circuit{retryAfter: o.RetryAfter},
 	}
 	rand.Read(c.sumKey[:])
+	if c.lkg != nil {
+		c.w = newLKGWriter(o.MaxEntries)
+		go c.writeLoop()
+	}
 	return c, nil
 }
 
@@ -187,8 +193,10 @@ func (c *Cache) direct(ctx context.Context, ref backend.Ref) (backend.Secret, er
 	return s, err
 }
 
-// Close wipes every cached value, waits for background calls and LKG
-// writes (each bounded by Timeout), then closes the backend.
+// Close wipes every cached value, waits for background calls (each
+// bounded by Timeout) and for the pending disk copies to be written
+// (bounded as a whole, a few seconds), then closes the backend. Copies not
+// written in time are counted in Stats and reported in its error.
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -199,5 +207,5 @@ func (c *Cache) Close() error {
 	c.entries.clear()
 	c.mu.Unlock()
 	c.bg.Wait()
-	return c.b.Close()
+	return errors.Join(c.closeWriter(), c.b.Close())
 }

@@ -249,7 +249,7 @@ func TestReuseFalseIsNeverShared(t *testing.T) {
 	f := newFake()
 	f.set("db", "v1")
 	clk := newClock()
-	l := &countingLKG{LKG: mustLKG(t, clk)}
+	l := &countingLKG{LKG: mustLKG(t)}
 	o := testOptions(clk)
 	o.LKG = l
 	c := newCache(t, f, o)
@@ -287,7 +287,7 @@ func TestVariesIsNeverCached(t *testing.T) {
 	f.set("db", "v")
 	f.setVaries(true)
 	clk := newClock()
-	l := &countingLKG{LKG: mustLKG(t, clk)}
+	l := &countingLKG{LKG: mustLKG(t)}
 	o := testOptions(clk)
 	o.LKG = l
 	c := newCache(t, f, o)

@@ -39,10 +39,18 @@
 //
 // [NewStoreLKG] keeps last-known-good copies sealed in an encrypted store
 // (see [OpenLKGStore]), so a restarted plugin can answer while its backend
-// is down. A copy is written after a successful fetch only when the value
-// changed or the copy on disk is older than MaxStale/2, so a busy key costs
-// no disk write per request. LKG failures never fail a request; they are
-// counted in [Stats].
+// is down. A copy is written after a successful fetch only when the answer
+// changed or the copy on disk was fetched more than MaxStale/2 earlier, so
+// a busy key costs no disk write per request. Copies are written by one
+// goroutine per cache, in the order they were queued, with the latest
+// answer per key winning and a bound of its own per write; a failed write
+// is tried again later. No request waits on the disk: the queue holds at
+// most MaxEntries copies and drops the oldest when full. Until written, a
+// queued copy is the one served. A copy keeps the time its answer was
+// fetched, so its age is honest however late it is written. [Cache.Flush]
+// writes the queue out; Close does so within a few seconds. LKG failures,
+// and copies dropped unwritten, never fail a request; they are counted in
+// [Stats].
 //
 // # Memory
 //

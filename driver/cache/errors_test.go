@@ -21,7 +21,7 @@ func TestOpenCircuitCauseIsSetBeforeTheFlightRuns(t *testing.T) {
 	f.down.Store(true)
 	clk := newClock()
 	o := testOptions(clk)
-	o.LKG = mustLKG(t, clk)
+	o.LKG = mustLKG(t)
 	c := newCache(t, f, o)
 
 	getErr(t, c, ref("opener"), backend.ErrUnavailable) // opens the circuit
@@ -63,7 +63,7 @@ func TestCircuitErrorNamesOnlyTheRequestedSecret(t *testing.T) {
 			o := testOptions(clk)
 			o.MaxStale, o.RetryAfter = time.Minute, time.Hour
 			if withLKG {
-				o.LKG = mustLKG(t, clk)
+				o.LKG = mustLKG(t)
 			}
 			c := newCache(t, f, o)
 			get(t, c, ref("beta"))

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -94,17 +95,14 @@ func (c *Cache) finishLocked(f *flight) {
 	}
 }
 
-// run produces f's answer, then does the LKG work that answer calls for,
-// once the requests have it.
+// run produces f's answer.
 func (c *Cache) run(ctx context.Context, f *flight) {
 	defer c.bg.Done()
 	cause := f.cause
 	if f.mode == modeFetch {
 		s, err := c.call(ctx, f.ref)
 		if !isUnavailable(err) {
-			if after := c.settle(f, s, err); after != nil {
-				after()
-			}
+			c.settle(f, s, err)
 			return
 		}
 		cause = err
@@ -149,9 +147,13 @@ func (c *Cache) call(ctx context.Context, ref backend.Ref) (backend.Secret, erro
 	}
 }
 
-// settle records an answer the backend gave (a value or a real error) and
-// publishes it. It returns the LKG work to do next, if any.
-func (c *Cache) settle(f *flight, s backend.Secret, err error) (after func()) {
+// settle records an answer the backend gave (a value or a real error),
+// queues the disk work it calls for, and publishes it.
+func (c *Cache) settle(f *flight, s backend.Secret, err error) {
+	var sum [sha256.Size]byte
+	if err == nil && !s.Varies && c.w != nil {
+		sum = c.sum(s) // outside the lock: it reads the whole value
+	}
 	now := c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -168,11 +170,11 @@ func (c *Cache) settle(f *flight, s backend.Secret, err error) (after func()) {
 		// entry (and its copy) left as it was.
 		f.err = err
 		c.finishLocked(f)
-		return nil
+		return
 	}
 	if c.closed {
 		c.finishLocked(f)
-		return nil
+		return
 	}
 	e, evicted := c.entries.upsert(f.k)
 	c.n.evictions.Add(uint64(evicted))
@@ -183,22 +185,22 @@ func (c *Cache) settle(f *flight, s backend.Secret, err error) (after func()) {
 		// Kept even with NegativeTTL zero: it is newer than any copy, so
 		// no copy of this key may be served.
 		e.kind, e.err = negative, err
-		after = c.forgetLater(f.k, e.lkg)
+		c.forgetLocked(f.k, e.lkg)
 	case s.Varies:
 		e.kind = varies
-		after = c.forgetLater(f.k, e.lkg)
+		c.forgetLocked(f.k, e.lkg)
 	default:
 		e.kind = positive
 		e.s = f.s
 		e.s.Value = bytes.Clone(f.s.Value)
-		after = c.saveLater(f.k, e.s, e.lkg)
+		c.saveLocked(f.k, e.s, sum, now, e.lkg)
 	}
 	c.finishLocked(f)
-	return after
 }
 
 // fallback answers f from the newest copy: the memory entry, or else the
-// disk copy, which it then keeps in memory.
+// copy queued for the disk, or else the disk copy, which it then keeps in
+// memory.
 func (c *Cache) fallback(f *flight, cause error) {
 	now := c.o.Now()
 	c.mu.Lock()
@@ -213,7 +215,7 @@ func (c *Cache) fallback(f *flight, cause error) {
 	}
 	c.mu.Unlock()
 
-	s, saved, err := c.loadLKG(f.k)
+	s, saved, onDisk, err := c.latestCopy(f.k)
 	now = c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -233,7 +235,9 @@ func (c *Cache) fallback(f *flight, cause error) {
 			e.s = s
 			e.s.Value = bytes.Clone(s.Value)
 			e.s.Stale, e.s.Age = false, 0
-			e.lkg = lkgState{known: true, has: true, sum: c.sum(s), saved: saved}
+			if onDisk {
+				e.lkg = lkgState{known: true, has: true, sum: c.sum(s), saved: saved}
+			}
 		}
 	}
 	c.finishLocked(f)

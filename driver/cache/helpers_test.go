@@ -185,14 +185,17 @@ func wantCalls(t testing.TB, f *fakeBackend, n int64) {
 	}
 }
 
-// settle waits for the cache's background work (LKG writes) to end. Only
-// call it with no request in flight.
-func settle(c *Cache) { c.bg.Wait() }
+// settle waits for the cache's background work to end and its disk copies
+// to be written. Only call it with no request in flight.
+func settle(c *Cache) {
+	c.bg.Wait()
+	c.Flush(context.Background())
+}
 
 // openLKG opens (creating on first use) an LKG store in dir with a key
 // file next to it. Opening the same dir again, after closing the store,
-// is what a restarted plugin does. Copies are saved at clk's time.
-func openLKG(t testing.TB, dir string, clk *clock) (LKG, *store.Store) {
+// is what a restarted plugin does.
+func openLKG(t testing.TB, dir string) (LKG, *store.Store) {
 	t.Helper()
 	keyFile := filepath.Join(dir, "lkg.key")
 	if err := store.GenerateKeyFile(keyFile); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -203,11 +206,7 @@ func openLKG(t testing.TB, dir string, clk *clock) (LKG, *store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	l := NewStoreLKG(s).(*storeLKG)
-	if clk != nil {
-		l.now = clk.Now
-	}
-	return l, s
+	return NewStoreLKG(s), s
 }
 
 // countingLKG wraps an LKG to count what reaches it, or fails everything.
@@ -227,12 +226,12 @@ func (l *countingLKG) Load(ctx context.Context, key string) (backend.Secret, tim
 	return l.LKG.Load(ctx, key)
 }
 
-func (l *countingLKG) Save(ctx context.Context, key string, s backend.Secret) error {
+func (l *countingLKG) Save(ctx context.Context, key string, s backend.Secret, saved time.Time) error {
 	l.saves.Add(1)
 	if l.fail {
 		return errDisk
 	}
-	return l.LKG.Save(ctx, key, s)
+	return l.LKG.Save(ctx, key, s, saved)
 }
 
 func (l *countingLKG) Forget(ctx context.Context, key string) error {
@@ -244,8 +243,8 @@ func (l *countingLKG) Forget(ctx context.Context, key string) error {
 }
 
 // mustLKG is an LKG store in a fresh directory.
-func mustLKG(t testing.TB, clk *clock) LKG {
+func mustLKG(t testing.TB) LKG {
 	t.Helper()
-	l, _ := openLKG(t, t.TempDir(), clk)
+	l, _ := openLKG(t, t.TempDir())
 	return l
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
@@ -19,8 +20,9 @@ type LKG interface {
 	// Load returns key's copy and when it was saved. An absent copy gives
 	// an error wrapping backend.ErrNotFound.
 	Load(ctx context.Context, key string) (backend.Secret, time.Time, error)
-	// Save replaces key's copy.
-	Save(ctx context.Context, key string, s backend.Secret) error
+	// Save replaces key's copy with s, which the backend gave at saved:
+	// the copy's age is counted from then, however late it is written.
+	Save(ctx context.Context, key string, s backend.Secret, saved time.Time) error
 }
 
 // Forgetter is an LKG that can remove a copy. The cache removes a key's
@@ -37,7 +39,7 @@ type lkgState struct {
 	known bool // false: find out by loading the copy
 	has   bool
 	sum   [sha256.Size]byte // keyed digest of the copy's answer
-	saved time.Time
+	saved time.Time         // when the backend gave that answer
 }
 
 // sum digests an answer: value, version and creation time.
@@ -76,35 +78,35 @@ func (c *Cache) loadLKG(k key) (backend.Secret, time.Time, error) {
 	return s, saved, nil
 }
 
-// saveLater returns the work of bringing k's disk copy up to s (whose
-// value it clones now), given what is known of that copy. It writes only
-// if the copy differs or is older than MaxStale/2.
-func (c *Cache) saveLater(k key, s backend.Secret, st lkgState) func() {
-	if c.lkg == nil {
-		return nil
+// latestCopy returns k's newest copy not in memory: the one queued for
+// the disk, else the disk's; onDisk says which. A queued removal means
+// there is none.
+func (c *Cache) latestCopy(k key) (s backend.Secret, saved time.Time, onDisk bool, err error) {
+	s, saved, kind, found := c.w.peek(k)
+	switch {
+	case found && kind == opForget:
+		return backend.Secret{}, time.Time{}, false, fmt.Errorf("last-known-good copy being removed: %w", backend.ErrNotFound)
+	case found:
+		return s, saved, false, nil
+	}
+	s, saved, err = c.loadLKG(k)
+	return s, saved, err == nil, err
+}
+
+// saveLocked queues the write of s (whose value it clones) as k's disk
+// copy, fetched at saved, unless st says the disk already holds it, fresh
+// enough, and no other work for k is queued. sum is c.sum(s), computed
+// before the lock. It is called with c.mu held.
+func (c *Cache) saveLocked(k key, s backend.Secret, sum [sha256.Size]byte, saved time.Time, st lkgState) {
+	if c.w == nil {
+		return
+	}
+	if st.known && st.has && st.sum == sum && saved.Sub(st.saved) <= c.o.MaxStale/2 && !c.w.has(k) {
+		return
 	}
 	s.Value = bytes.Clone(s.Value)
 	s.Stale, s.Age, s.Varies = false, 0, false
-	return func() {
-		defer clear(s.Value)
-		ctx, cancel := c.lkgContext()
-		defer cancel()
-		sum := c.sum(s)
-		if !st.known {
-			st = c.inspectLKG(ctx, k)
-		}
-		now := c.o.Now()
-		if st.known && st.has && st.sum == sum && now.Sub(st.saved) <= c.o.MaxStale/2 {
-			c.setLKGState(k, st)
-			return
-		}
-		if err := c.lkg.Save(ctx, k.String(), s); err != nil {
-			c.n.lkgErrors.Add(1)
-			return
-		}
-		c.n.lkgWrites.Add(1)
-		c.setLKGState(k, lkgState{known: true, has: true, sum: sum, saved: now})
-	}
+	c.n.lkgErrors.Add(uint64(c.w.put(&lkgOp{k: k, kind: opSave, s: s, saved: saved})))
 }
 
 // inspectLKG learns what the disk holds for k, once per entry, so a
@@ -123,22 +125,29 @@ func (c *Cache) inspectLKG(ctx context.Context, k key) lkgState {
 	return st
 }
 
-// forgetLater returns the work of removing k's disk copy, unless it is
-// known to be absent.
-func (c *Cache) forgetLater(k key, st lkgState) func() {
-	fg, ok := c.lkg.(Forgetter)
-	if !ok || (st.known && !st.has) {
-		return nil
+// forgetLocked makes sure no copy of k is written, and queues the removal
+// of the one on disk unless it is known to be absent. It is called with
+// c.mu held.
+func (c *Cache) forgetLocked(k key, st lkgState) {
+	if c.w == nil {
+		return
 	}
-	return func() {
-		ctx, cancel := c.lkgContext()
-		defer cancel()
-		if err := fg.Forget(ctx, k.String()); err != nil {
-			c.n.lkgErrors.Add(1)
-			return
-		}
-		c.setLKGState(k, lkgState{known: true})
+	c.w.drop(k)
+	_, ok := c.lkg.(Forgetter)
+	if !ok || (st.known && !st.has && !c.w.has(k)) {
+		return
 	}
+	c.n.lkgErrors.Add(uint64(c.w.put(&lkgOp{k: k, kind: opForget})))
+}
+
+// lkgStateOf returns what k's entry knows of its disk copy.
+func (c *Cache) lkgStateOf(k key) lkgState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries.peek(k); e != nil {
+		return e.lkg
+	}
+	return lkgState{}
 }
 
 // setLKGState records st on k's entry, if it is still cached.

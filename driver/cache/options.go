@@ -28,7 +28,8 @@ type Options struct {
 	// disables negative caching.
 	NegativeTTL time.Duration
 	// MaxEntries bounds the entries kept, positive and negative, evicting
-	// the least recently used. Zero means DefaultMaxEntries.
+	// the least recently used, and the copies waiting to be written to the
+	// LKG. Zero means DefaultMaxEntries.
 	MaxEntries int
 	// MaxStale is how old a last-known-good copy may be and still be
 	// served when the backend fails. Zero disables stale serving (and so
@@ -111,7 +112,7 @@ type Stats struct {
 	StaleServed   uint64 // answers served from a last-known-good copy
 	Evictions     uint64 // entries evicted to stay within MaxEntries
 	LKGWrites     uint64 // copies written to the LKG
-	LKGErrors     uint64 // LKG loads, writes or removals that failed
+	LKGErrors     uint64 // LKG loads, writes or removals that failed, and copies dropped unwritten
 }
 
 // counters are Stats, updated without the cache's lock.

@@ -19,7 +19,7 @@ func TestStaleMemoryThenDiskThenTooOld(t *testing.T) {
 	clk := newClock()
 	f := newFake()
 	f.set("db", "v1")
-	lkg, s := openLKG(t, dir, clk)
+	lkg, s := openLKG(t, dir)
 	o := testOptions(clk)
 	o.LKG = lkg
 	c, err := New(f, o)
@@ -43,7 +43,7 @@ func TestStaleMemoryThenDiskThenTooOld(t *testing.T) {
 	s.Close()
 
 	// Restart: a new cache over the same store directory.
-	lkg, _ = openLKG(t, dir, clk)
+	lkg, _ = openLKG(t, dir)
 	o.LKG = lkg
 	c = newCache(t, f, o)
 	calls := f.calls.Load()
@@ -190,7 +190,7 @@ func TestNotFoundRemovesCopies(t *testing.T) {
 	clk := newClock()
 	f := newFake()
 	f.set("db", "v1")
-	l := &countingLKG{LKG: mustLKG(t, clk)}
+	l := &countingLKG{LKG: mustLKG(t)}
 	o := testOptions(clk)
 	o.LKG = l
 	c := newCache(t, f, o)
@@ -224,8 +224,8 @@ func (p plainLKG) Load(ctx context.Context, key string) (backend.Secret, time.Ti
 	return p.l.Load(ctx, key)
 }
 
-func (p plainLKG) Save(ctx context.Context, key string, s backend.Secret) error {
-	return p.l.Save(ctx, key, s)
+func (p plainLKG) Save(ctx context.Context, key string, s backend.Secret, saved time.Time) error {
+	return p.l.Save(ctx, key, s, saved)
 }
 
 func TestNotFoundBlocksUnforgettableCopies(t *testing.T) {
@@ -233,7 +233,7 @@ func TestNotFoundBlocksUnforgettableCopies(t *testing.T) {
 	f := newFake()
 	f.set("db", "v1")
 	o := testOptions(clk)
-	o.LKG = plainLKG{mustLKG(t, clk)}
+	o.LKG = plainLKG{mustLKG(t)}
 	c := newCache(t, f, o)
 	get(t, c, ref("db"))
 	settle(c)
@@ -257,7 +257,7 @@ func TestDiskCopyIsNeverFresh(t *testing.T) {
 	f := newFake()
 	f.set("db", "v1")
 	o := testOptions(clk)
-	o.LKG = mustLKG(t, clk)
+	o.LKG = mustLKG(t)
 	first := newCache(t, f, o)
 	get(t, first, ref("db"))
 	settle(first)
@@ -296,7 +296,7 @@ func TestLKGWritesAreRare(t *testing.T) {
 	clk := newClock()
 	f := newFake()
 	f.set("db", "v1")
-	l := &countingLKG{LKG: mustLKG(t, clk)}
+	l := &countingLKG{LKG: mustLKG(t)}
 	o := testOptions(clk)
 	o.LKG = l
 	c := newCache(t, f, o)

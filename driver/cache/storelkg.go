@@ -17,8 +17,7 @@ import (
 // named after a hash of the cache key, holding an envelope with the
 // answer's metadata and the time it was saved.
 type storeLKG struct {
-	s   *store.Store
-	now func() time.Time // tests set it; the saved time is part of the envelope
+	s *store.Store
 }
 
 var (
@@ -30,7 +29,7 @@ var (
 // The store should keep one version per name (see OpenLKGStore), or old
 // copies linger on disk. The caller closes s, after the Cache.
 func NewStoreLKG(s *store.Store) LKG {
-	return &storeLKG{s: s, now: time.Now}
+	return &storeLKG{s: s}
 }
 
 // OpenLKGStore opens the LKG store in dir with the key from k, creating it,
@@ -74,10 +73,10 @@ const (
 	envHeader     = 1 + 1 + 8 + 8 + 8
 )
 
-func (l *storeLKG) Save(ctx context.Context, key string, s backend.Secret) error {
+func (l *storeLKG) Save(ctx context.Context, key string, s backend.Secret, saved time.Time) error {
 	buf := make([]byte, envHeader, envHeader+len(s.Value))
 	buf[0] = envFormat
-	binary.BigEndian.PutUint64(buf[2:], uint64(l.now().UnixNano()))
+	binary.BigEndian.PutUint64(buf[2:], uint64(saved.UnixNano()))
 	binary.BigEndian.PutUint64(buf[10:], s.Version)
 	if !s.Created.IsZero() {
 		buf[1] |= envHasCreated

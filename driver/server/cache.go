@@ -75,7 +75,10 @@ type cachedBackend struct {
 
 func (c *cachedBackend) Close() error {
 	err := c.Cache.Close()
-	if c.lkg != nil {
+	if c.lkg != nil && !errors.Is(err, cache.ErrStillWriting) {
+		// With a write stuck on a failing disk, closing the store would
+		// wait for it: the process exits instead, and the kernel drops
+		// the store's lock.
 		err = errors.Join(err, c.lkg.Close())
 	}
 	return err
