@@ -16,7 +16,7 @@
 //	 -> labels              swarmkeep.* labels -> Spec; bad label: error driver (labels.go)
 //	 -> policy              services label, then the access policy       driver, driver/policy
 //	 -> route               swarmkeep.backend, else the default instance driver (driver.go)
-//	 -> deadline            getBounded: answers within REQUEST_TIMEOUT   driver (driver.go)
+//	 -> deadline            answers within REQUEST_TIMEOUT, bounds stuck driver (bound.go)
 //	 -> cache               TTL, coalescing, circuit, last-known-good    driver/cache
 //	 -> backend.Lazy        opens the backend on first use, retries      driver/backend
 //	 -> backend             file, etcd or vault                          driver/store, etcdstore, vault
