@@ -92,7 +92,7 @@ fuzz: ## run each Go fuzz target for FUZZTIME seconds (default 10), one after an
 	$(Q)scripts/fuzz.sh $(FUZZTIME)
 
 e2e: ## end-to-end tests against a real dockerd in swarm mode (root starts a private one)
-	$(Q)$(GOTEST) -tags e2e -timeout 15m ./test/e2e/
+	$(Q)$(GOTEST) -tags e2e -timeout 25m ./test/e2e/
 
 bench: ## the shipped binary vs a null plugin, separate processes (BENCHFLAGS=-quick: short run; test/bench/README.md)
 	$(Q)$(GO) run ./test/bench $(BENCHFLAGS)

@@ -123,7 +123,9 @@ func mainRun(m *testing.M) (code int) {
 		}
 	}()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// Setup builds the plugin and the CLI from scratch on a fresh machine
+	// (no build cache, 2 cores): minutes, not seconds.
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 
 	// 1. The engine.
