@@ -96,7 +96,7 @@ func (s *Store) PutMany(ctx context.Context, pairs []Pair) ([]uint64, error) {
 		return nil
 	})
 	for _, name := range names {
-		s.cache.drop(name)
+		s.cache.drop(s.cacheID(name))
 	}
 	if err != nil {
 		return nil, err

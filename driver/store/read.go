@@ -71,16 +71,20 @@ func (s *Store) load(ctx context.Context, name string, useCache bool) (*record, 
 	}
 	key := recordKey(name)
 	for attempt := 0; ; attempt++ {
+		var id string
+		var rev Revision
+		var gen uint64
 		if useCache {
-			rev, err := s.m.Stat(ctx, key)
+			rec, cid, crev, cgen, err := s.cachedRecord(ctx, name)
 			if err != nil {
 				return nil, recordErr(name, plainNotFound(err))
 			}
-			if rec := s.cache.get(name, rev); rec != nil {
+			if rec != nil {
 				return rec, nil
 			}
+			id, rev, gen = cid, crev, cgen
 		}
-		blob, rev, err := s.m.Read(ctx, key)
+		blob, readRev, err := s.m.Read(ctx, key)
 		if err != nil {
 			return nil, recordErr(name, plainNotFound(err))
 		}
@@ -96,8 +100,14 @@ func (s *Store) load(ctx context.Context, name string, useCache bool) (*record, 
 			return nil, recordErr(name, err)
 		}
 		if useCache {
-			slim := rec.slimCopy()
-			s.cache.put(slim.name, rev, slim)
+			if rev != "" {
+				// Checked by Stat: cache under the revision of the very
+				// file read, which may be newer than the one Stat saw.
+				rev = readRev
+			}
+			if v, ok := cachedLatest(rec); ok {
+				s.cache.put(id, rev, v, gen)
+			}
 		}
 		return rec, nil
 	}

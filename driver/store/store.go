@@ -28,6 +28,7 @@ type Store struct {
 	lk    Locker // nil if the medium has no store-wide lock
 	id    []byte
 	cache *recordCache
+	watch watchState
 
 	// reloadMu serialises keyring reads and writes in this process, so
 	// the installed keyring only ever moves forward.
@@ -48,7 +49,7 @@ type InitOptions struct {
 }
 
 func newStore(m Medium, k KeySource, ring *keyring, kek []byte) *Store {
-	s := &Store{m: m, id: ring.id[:], cache: newRecordCache(cacheBytes), ring: ring, kek: kek, src: k}
+	s := &Store{m: m, id: ring.id[:], cache: newRecordCache(cacheEntries, cacheBytes), ring: ring, kek: kek, src: k}
 	s.lk, _ = m.(Locker)
 	return s
 }
@@ -141,6 +142,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.closeWatch()
 	s.cache.reset()
 	s.mu.Lock()
 	clear(s.kek)

@@ -101,7 +101,7 @@ func (s *Store) deleteDamaged(ctx context.Context, name string) error {
 		}
 		return s.m.Delete(ctx, key, rev)
 	})
-	s.cache.drop(name)
+	s.cache.drop(s.cacheID(name))
 	if errors.Is(err, errRepaired) {
 		return s.Remove(ctx, name, 0) // rewritten meanwhile: remove it normally
 	}
@@ -134,7 +134,7 @@ func (s *Store) modify(ctx context.Context, name string, create bool, change fun
 		_, err = s.m.Write(ctx, key, rec.marshal(s.id), rev)
 		return err
 	})
-	s.cache.drop(name)
+	s.cache.drop(s.cacheID(name))
 	if err != nil {
 		return recordErr(name, err)
 	}
