@@ -28,7 +28,7 @@ func BenchmarkGet(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("records=%d/uncached", n), func(b *testing.B) {
 			s := ts.handle(b)
-			s.cache = newRecordCache(0, 0)
+			s.cache = newRecordCache(0)
 			benchGets(b, s, n)
 		})
 	}

@@ -49,7 +49,7 @@ type InitOptions struct {
 }
 
 func newStore(m Medium, k KeySource, ring *keyring, kek []byte) *Store {
-	s := &Store{m: m, id: ring.id[:], cache: newRecordCache(cacheEntries, cacheBytes), ring: ring, kek: kek, src: k}
+	s := &Store{m: m, id: ring.id[:], cache: newRecordCache(cacheBytes), ring: ring, kek: kek, src: k}
 	s.lk, _ = m.(Locker)
 	return s
 }
@@ -143,7 +143,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closeWatch()
-	s.cache.reset()
+	s.cache.close()
 	s.mu.Lock()
 	clear(s.kek)
 	s.ring.wipe()

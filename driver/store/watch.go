@@ -97,7 +97,11 @@ func (s *Store) cachedRecord(ctx context.Context, name string) (rec *record, id 
 	}
 	v, ok, gen := s.cache.get(id, rev)
 	if ok {
-		return v.record(name), id, rev, gen, nil
+		// The cache keeps key IDs, not keys: a key a rekey has dropped
+		// since makes the entry a miss.
+		if key := s.ringNow().keys[v.keyID]; key != nil {
+			return v.record(name, key), id, rev, gen, nil
+		}
 	}
 	return nil, id, rev, gen, nil
 }
