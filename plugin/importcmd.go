@@ -63,6 +63,9 @@ func runImport(ctx context.Context, env *cliEnv, s *store.Store, _ []string) err
 		return errors.New("no values on stdin (one JSON object per line: see swarmkeep import --help)")
 	}
 	if _, err := s.PutMany(ctx, pairs); err != nil {
+		if errors.Is(err, store.ErrBatchCommitted) || errors.Is(err, store.ErrPartlyWritten) {
+			return err
+		}
 		return fmt.Errorf("nothing imported: %w", err)
 	}
 	names := map[string]bool{}

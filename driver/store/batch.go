@@ -2,8 +2,18 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+)
+
+// Errors of PutMany that mean something was written: the batch was
+// committed but the writer could not finish it (the next writer, or the
+// next process to open the store, does), or, on a medium that is no
+// BatchWriter, some records were written before the failure.
+var (
+	ErrBatchCommitted = errors.New("the batch is committed but not finished (the next store command finishes it)")
+	ErrPartlyWritten  = errors.New("stopped part way")
 )
 
 // Pair is one value to store under a name, for PutMany.
@@ -36,8 +46,10 @@ type BatchWriter interface {
 //
 // On a medium that is a [BatchWriter] (the file medium) the batch is all or
 // nothing, even across a crash, and costs one flush for the whole batch
-// instead of a few fsyncs per value. On other media each record is written
-// on its own, in order, and a failure leaves the records before it written.
+// instead of a few fsyncs per value; an error wrapping ErrBatchCommitted
+// means all of it will be there. On other media each record is written on
+// its own, in order, and an error wrapping ErrPartlyWritten says how many
+// were written before the failure.
 //
 // Every name and value is checked before anything is written; an error
 // names the pair (by index and name), never its value.
@@ -90,6 +102,9 @@ func (s *Store) PutMany(ctx context.Context, pairs []Pair) ([]uint64, error) {
 		}
 		for i, w := range writes {
 			if _, err := s.m.Write(ctx, w.Key, w.Blob, w.Prev); err != nil {
+				if i > 0 {
+					return fmt.Errorf("%w, %d of %d records written: %w", ErrPartlyWritten, i, len(writes), recordErr(names[i], err))
+				}
 				return recordErr(names[i], err)
 			}
 		}

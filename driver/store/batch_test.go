@@ -138,7 +138,8 @@ func TestPutMany_RecoverCommitted(t *testing.T) {
 	mustPut(t, ts.Store, "k/0", "old")
 	m := ts.m.(*DirMedium)
 	hashes := make([]string, 4)
-	shards := map[string]bool{}
+	shards := m.shardDirs()
+	defer shards.close()
 	for i := range hashes {
 		key := recordKey(fmt.Sprintf("k/%d", i))
 		p, _ := m.path(key)
@@ -185,5 +186,51 @@ func TestPutMany_RecoverCommitted(t *testing.T) {
 	}
 	if _, err := os.Lstat(m.tempOf(h)); !os.IsNotExist(err) {
 		t.Fatalf("temp file of an uncommitted batch left: %v", err)
+	}
+}
+
+// PutMany numbers versions like Put, a name given twice gets two, and a
+// medium without batches writes the same records one by one.
+func TestPutMany_Versions(t *testing.T) {
+	for _, batched := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			ts := newTestStore(t, InitOptions{MaxVersions: 2})
+			s := ts.Store
+			if !batched {
+				m, err := OpenDir(ts.dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s, err = Open(context.Background(), unwatchable{m}, KeyFile(ts.key)); err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+			}
+			mustPut(t, s, "a", "a1")
+			nums, err := s.PutMany(context.Background(), []Pair{
+				{"a", []byte("a2")}, {"b", []byte("b1")}, {"a", []byte("a3")},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(nums) != "[2 1 3]" {
+				t.Fatalf("versions %v", nums)
+			}
+			for name, want := range map[string]string{"a": "a3", "b": "b1"} {
+				if got := mustGet(t, ts.handle(t), name, 0); got != want {
+					t.Fatalf("%s: %q", name, got)
+				}
+			}
+			if e, err := s.Info(context.Background(), "a"); err != nil || len(e.Versions) != 2 || e.Versions[0].Version != 2 {
+				t.Fatalf("pruning: %+v %v", e, err)
+			}
+			if _, err := s.PutMany(context.Background(), []Pair{{"c", []byte("x")}, {"bad name", []byte("x")}}); err == nil ||
+				!strings.Contains(err.Error(), "pair 2") {
+				t.Fatalf("bad name: %v", err)
+			}
+			if _, err := s.Get(context.Background(), "c", 0); err == nil {
+				t.Fatal("a rejected batch stored a value")
+			}
+		})
 	}
 }

@@ -71,9 +71,10 @@ func (m *DirMedium) WriteBatch(ctx context.Context, writes []BatchWrite) error {
 			m.dropBatch(batchPending, hashes)
 		}
 	}()
-	shards := map[string]bool{}
+	dirs := m.shardDirs()
+	defer dirs.close()
 	for i, w := range writes {
-		if err := m.writeTemp(shards, hashes[i], w.Key, w.Blob); err != nil {
+		if err := m.writeTemp(dirs, hashes[i], w.Key, w.Blob); err != nil {
 			return unavailable("write "+w.Key, err)
 		}
 	}
@@ -89,10 +90,10 @@ func (m *DirMedium) WriteBatch(ctx context.Context, writes []BatchWrite) error {
 	}
 	committed = true
 	if err := m.syncDirIf(m.root); err != nil {
-		return unavailable("commit batch", err)
+		return fmt.Errorf("%w: %w", ErrBatchCommitted, unavailable("commit batch", err))
 	}
 	if err := m.finishBatch(hashes); err != nil {
-		return unavailable("commit batch", err)
+		return fmt.Errorf("%w: %w", ErrBatchCommitted, unavailable("finish batch", err))
 	}
 	return nil
 }
@@ -101,23 +102,57 @@ func (m *DirMedium) tempOf(hash string) string {
 	return filepath.Join(m.objects, hash[:2], hash+batchSuffix)
 }
 
-// writeTemp writes one object's temp file, stamped with a unique mtime
-// like every object (see revision). New shard directories and the files
-// are made durable by the batch's syncfs, not one fsync each. It uses the
-// system calls directly: os.File would register each file with the
-// runtime poller, a third of the cost of a small write.
-func (m *DirMedium) writeTemp(shards map[string]bool, hash, key string, blob []byte) error {
-	if !shards[hash[:2]] {
-		err := os.Mkdir(filepath.Join(m.objects, hash[:2]), 0o700)
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		shards[hash[:2]] = true
+// shardDirs keeps the shard folders of a batch open, so each file is
+// created, stamped and renamed relative to its folder: a lookup of one
+// name instead of every component of an absolute path, several times per
+// object.
+type shardDirs struct {
+	m   *DirMedium
+	fds map[string]int
+}
+
+func (m *DirMedium) shardDirs() *shardDirs { return &shardDirs{m: m, fds: map[string]int{}} }
+
+// open returns the folder of shard, creating it if create is set. A new
+// folder is made durable by the batch's syncfs, not an fsync each.
+func (d *shardDirs) open(shard string, create bool) (int, error) {
+	if fd, ok := d.fds[shard]; ok {
+		return fd, nil
 	}
-	tmp := m.tempOf(hash)
-	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	dir := filepath.Join(d.m.objects, shard)
+	if create {
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return -1, err
+		}
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &fs.PathError{Op: "open", Path: tmp, Err: err}
+		return -1, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	d.fds[shard] = fd
+	return fd, nil
+}
+
+func (d *shardDirs) close() {
+	for _, fd := range d.fds {
+		unix.Close(fd)
+	}
+	clear(d.fds)
+}
+
+// writeTemp writes one object's temp file, stamped with a unique mtime
+// like every object (see revision). It uses the system calls directly:
+// os.File would register each file with the runtime poller, a third of
+// the cost of a small write.
+func (m *DirMedium) writeTemp(dirs *shardDirs, hash, key string, blob []byte) error {
+	dfd, err := dirs.open(hash[:2], true)
+	if err != nil {
+		return err
+	}
+	tmp := hash + batchSuffix
+	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: m.tempOf(hash), Err: err}
 	}
 	buf := make([]byte, 0, 2+len(key)+len(blob))
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(key)))
@@ -125,13 +160,13 @@ func (m *DirMedium) writeTemp(shards map[string]bool, hash, key string, blob []b
 	err = writeAll(fd, buf)
 	if err == nil {
 		mt := unix.NsecToTimespec(m.uniqueTime().UnixNano())
-		err = unix.UtimesNanoAt(unix.AT_FDCWD, tmp, []unix.Timespec{mt, mt}, unix.AT_SYMLINK_NOFOLLOW)
+		err = unix.UtimesNanoAt(dfd, tmp, []unix.Timespec{mt, mt}, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return &fs.PathError{Op: "write", Path: tmp, Err: err}
+		return &fs.PathError{Op: "write", Path: m.tempOf(hash), Err: err}
 	}
 	return nil
 }
@@ -154,10 +189,19 @@ func writeAll(fd int, b []byte) error {
 // objects, makes that durable, then removes the commit list. A temp file
 // already gone was renamed before a crash; so finishing twice is harmless.
 func (m *DirMedium) finishBatch(hashes []string) error {
+	dirs := m.shardDirs()
+	defer dirs.close()
 	for _, h := range hashes {
-		err := os.Rename(m.tempOf(h), filepath.Join(m.objects, h[:2], h))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		dfd, err := dirs.open(h[:2], false)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // no temp file can be there
+		}
+		if err != nil {
 			return err
+		}
+		err = unix.Renameat(dfd, h+batchSuffix, dfd, h)
+		if err != nil && err != unix.ENOENT {
+			return &fs.PathError{Op: "rename", Path: m.tempOf(h), Err: err}
 		}
 	}
 	if err := m.syncFS(); err != nil {
