@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -242,13 +243,20 @@ func (m *DirMedium) recoverBatch() error {
 
 // recoverAtOpen rolls a committed batch forward when a store is opened,
 // so a reader that starts after a crashed import sees all of it even if
-// no writer came since. It waits for the lock only if there is a batch.
+// no writer came since. It waits for the lock only if there is a batch,
+// and not for long: a holder is the batch's own writer, still at work,
+// or will finish the batch itself when it took the lock.
 func (m *DirMedium) recoverAtOpen() error {
 	if _, err := os.Lstat(filepath.Join(m.root, batchCommit)); err != nil {
 		return nil
 	}
-	_, unlock, err := m.Lock(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, unlock, err := m.Lock(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	defer unlock()
