@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -148,7 +149,11 @@ func runGet() func(*cliEnv, []string) error {
 }
 
 func runLs(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
-	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
+	// tabwriter writes each cell on its own: one write(2) per cell to a
+	// terminal or pipe was most of the time of a 100,000-name listing.
+	bw := bufio.NewWriterSize(env.stdout, 64<<10)
+	defer bw.Flush()
+	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
 	if len(pos) == 1 {
 		e, err := s.Info(ctx, pos[0])

@@ -61,6 +61,13 @@ func (m *DirMedium) Lock(ctx context.Context) (context.Context, func(), error) {
 		delay = min(2*delay, 5*time.Millisecond)
 	}
 	m.removeStray()
+	// A batch left half-renamed must be finished before anyone writes,
+	// or finishing it later would undo their writes.
+	if err := m.recoverBatch(); err != nil {
+		unix.Flock(m.lockFd, unix.LOCK_UN)
+		<-m.sem
+		return nil, nil, err
+	}
 	tok := &lockToken{m: m}
 	tok.held.Store(true)
 	var once sync.Once

@@ -83,13 +83,18 @@ func OpenDir(root string) (*DirMedium, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DirMedium{
+	m := &DirMedium{
 		root:    abs,
 		objects: objects,
 		lockf:   f,
 		lockFd:  int(f.Fd()),
 		sem:     make(chan struct{}, 1),
-	}, nil
+	}
+	if err := m.recoverAtOpen(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // String returns the medium's root directory.

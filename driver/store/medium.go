@@ -36,8 +36,8 @@ type Medium interface {
 	// attributed to key is an error wrapping backend.ErrCorrupt.
 	Read(ctx context.Context, key string) ([]byte, Revision, error)
 	// Stat returns key's current revision without reading the blob. It
-	// must be cheap: the store calls it on every Get. An absent key is an
-	// error wrapping backend.ErrNotFound.
+	// must be cheap: the store calls it on every Get, unless the medium is
+	// a [Watcher]. An absent key is an error wrapping backend.ErrNotFound.
 	Stat(ctx context.Context, key string) (Revision, error)
 	// Write stores blob under key if the key's current revision is prev
 	// ("" meaning the key must not exist), else it returns an error

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
@@ -24,8 +27,9 @@ type Entry struct {
 
 // Get returns the value of name at version, or the latest for 0. It is
 // the hot path (Swarm calls it for every task): with the record cached it
-// costs one Stat and one AEAD open. A value written by another process is
-// seen at once, since the Stat revision changes.
+// costs one AEAD open and, on a medium that reports changes (see
+// [Watcher]), one read(2) of the change queue that finds it empty, else
+// one Stat. A value written by another process is seen at once either way.
 //
 // Errors name the record and wrap backend.ErrNotFound, ErrInvalidRef,
 // ErrCorrupt or ErrUnavailable.
@@ -68,16 +72,20 @@ func (s *Store) load(ctx context.Context, name string, useCache bool) (*record, 
 	}
 	key := recordKey(name)
 	for attempt := 0; ; attempt++ {
+		var id string
+		var rev Revision
+		var gen uint64
 		if useCache {
-			rev, err := s.m.Stat(ctx, key)
+			rec, cid, crev, cgen, err := s.cachedRecord(ctx, name)
 			if err != nil {
 				return nil, recordErr(name, plainNotFound(err))
 			}
-			if rec := s.cache.get(name, rev); rec != nil {
+			if rec != nil {
 				return rec, nil
 			}
+			id, rev, gen = cid, crev, cgen
 		}
-		blob, rev, err := s.m.Read(ctx, key)
+		blob, readRev, err := s.m.Read(ctx, key)
 		if err != nil {
 			return nil, recordErr(name, plainNotFound(err))
 		}
@@ -93,8 +101,14 @@ func (s *Store) load(ctx context.Context, name string, useCache bool) (*record, 
 			return nil, recordErr(name, err)
 		}
 		if useCache {
-			slim := rec.slimCopy()
-			s.cache.put(slim.name, rev, slim)
+			if rev != "" {
+				// Checked by Stat: cache under the revision of the very
+				// file read, which may be newer than the one Stat saw.
+				rev = readRev
+			}
+			if v, ok := cachedLatest(rec); ok {
+				s.cache.put(id, rev, v, gen)
+			}
 		}
 		return rec, nil
 	}
@@ -129,12 +143,13 @@ func (s *Store) Info(ctx context.Context, name string) (Entry, error) {
 	return rec.entry(), nil
 }
 
-// List calls fn with every stored name, in no particular order. It checks
-// each record's MAC but never decrypts a value. Damaged records do not
-// stop the listing: they are reported together in the returned error
+// List calls fn with every stored name, in name order. It checks each
+// record's MAC but never decrypts a value. Damaged records do not stop
+// the listing: they are reported together in the returned error
 // (wrapping backend.ErrCorrupt). An error from fn stops it.
 func (s *Store) List(ctx context.Context, fn func(Entry) error) error {
 	var bad []error
+	var entries []Entry
 	err := s.eachRecord(ctx, func(name string, rec *record, err error) error {
 		if err != nil {
 			bad = append(bad, err)
@@ -143,32 +158,45 @@ func (s *Store) List(ctx context.Context, fn func(Entry) error) error {
 		if len(rec.versions) == 0 {
 			return nil // removed; kept only for its version counter
 		}
-		return fn(rec.entry())
+		entries = append(entries, rec.entry())
+		return nil
 	})
 	if err != nil {
 		return err
+	}
+	slices.SortFunc(entries, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
+	for _, e := range entries {
+		if err := fn(e); err != nil {
+			return err
+		}
 	}
 	return errors.Join(bad...)
 }
 
 // eachRecord loads every record on the medium, bypassing the cache so a
 // listing does not evict the records Get needs. Objects whose name cannot
-// be recovered are passed with name set to their location.
+// be recovered are passed with name set to their location. fn is called
+// by one goroutine at a time, in no particular order.
 func (s *Store) eachRecord(ctx context.Context, fn func(name string, rec *record, err error) error) error {
 	if s.closed.Load() {
 		return errClosed
 	}
-	err := s.m.List(ctx, recordPrefix, func(key string) error {
-		name := nameOfKey(key)
-		if ValidateName(name) != nil {
-			return fn(name, nil, corrupt("object %q has no valid record name", key))
-		}
-		rec, err := s.load(ctx, name, false)
-		if errors.Is(err, backend.ErrNotFound) {
-			return nil // removed since listed
-		}
-		return fn(name, rec, err)
-	})
+	var err error
+	if sc, ok := s.m.(Scanner); ok {
+		err = s.scanRecords(ctx, sc, fn)
+	} else {
+		err = s.m.List(ctx, recordPrefix, func(key string) error {
+			name := nameOfKey(key)
+			if ValidateName(name) != nil {
+				return fn(name, nil, corrupt("object %q has no valid record name", key))
+			}
+			rec, err := s.load(ctx, name, false)
+			if errors.Is(err, backend.ErrNotFound) {
+				return nil // removed since listed
+			}
+			return fn(name, rec, err)
+		})
+	}
 	var objs badObjects
 	if errors.As(err, &objs) {
 		for _, o := range objs {
@@ -179,6 +207,35 @@ func (s *Store) eachRecord(ctx context.Context, fn func(name string, rec *record
 		return nil
 	}
 	return err
+}
+
+// scanRecords is eachRecord on a Scanner: each object is read once, and
+// records are MAC-checked and parsed on the scan's goroutines.
+func (s *Store) scanRecords(ctx context.Context, sc Scanner, fn func(name string, rec *record, err error) error) error {
+	var mu sync.Mutex
+	return sc.Scan(ctx, recordPrefix, func(key string, blob []byte) error {
+		name := nameOfKey(key)
+		var rec *record
+		var err error
+		if ValidateName(name) != nil {
+			err = corrupt("object %q has no valid record name", key)
+		} else if rec, err = s.parse(blob, name, s.ringNow()); err != nil {
+			var uk unknownKeyError
+			if errors.As(err, &uk) {
+				// Sealed by a rekey we have not seen: load reloads the
+				// keyring and reads the record again.
+				rec, err = s.load(ctx, name, false)
+				if errors.Is(err, backend.ErrNotFound) {
+					return nil
+				}
+			} else {
+				err = recordErr(name, err)
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return fn(name, rec, err)
+	})
 }
 
 // Verify opens every version of every record, calling fn (if not nil)

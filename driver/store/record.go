@@ -38,25 +38,6 @@ type record struct {
 	slim bool
 }
 
-// slimCopy returns the record with only its latest version, whose nonce and
-// ciphertext are copied into one allocation of their own. The cache keeps
-// this: nearly every Get wants the latest version, and a parsed record
-// would pin every kept version and the whole file buffer, about twice the
-// memory per name (the plugin's RSS budget is 30 MB with 10,000 names).
-func (r *record) slimCopy() *record {
-	out := &record{name: r.name, key: r.key, next: r.next, slim: true}
-	if len(r.versions) == 0 {
-		return out
-	}
-	v := r.versions[len(r.versions)-1]
-	buf := make([]byte, len(v.nonce)+len(v.ct))
-	copy(buf, v.nonce)
-	copy(buf[len(v.nonce):], v.ct)
-	v.nonce, v.ct = buf[:len(v.nonce):len(v.nonce)], buf[len(v.nonce):]
-	out.versions = []sealedVersion{v}
-	return out
-}
-
 type sealedVersion struct {
 	num     uint64
 	created int64 // Unix nanoseconds

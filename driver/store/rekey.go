@@ -133,7 +133,7 @@ func (s *Store) rekeyRecord(ctx context.Context, name string, target uint32) (bo
 		done = true
 		return nil
 	})
-	s.cache.drop(name)
+	s.cache.drop(s.cacheID(name))
 	if err != nil {
 		return false, recordErr(name, err)
 	}

@@ -28,6 +28,7 @@ type Store struct {
 	lk    Locker // nil if the medium has no store-wide lock
 	id    []byte
 	cache *recordCache
+	watch watchState
 
 	// reloadMu serialises keyring reads and writes in this process, so
 	// the installed keyring only ever moves forward.
@@ -141,7 +142,8 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.cache.reset()
+	s.closeWatch()
+	s.cache.close()
 	s.mu.Lock()
 	clear(s.kek)
 	s.ring.wipe()

@@ -373,9 +373,12 @@ func TestCacheKeepsLatestOnly(t *testing.T) {
 	if got := mustGet(t, s, "db", 0); got != "three" {
 		t.Fatalf("latest: %q", got)
 	}
-	rec := s.cache.byKey["db"].Value.(*cacheEntry).rec
-	if !rec.slim || len(rec.versions) != 1 || rec.versions[0].num != 3 {
-		t.Fatalf("cached record: slim=%v versions=%d", rec.slim, len(rec.versions))
+	v, ok, _ := s.cache.get(s.cacheID("db"), "")
+	if !ok {
+		v, ok, _ = s.cache.get("db", mustStat(t, s, "db"))
+	}
+	if !ok || v.num != 3 {
+		t.Fatalf("cached: %v, version %d", ok, v.num)
 	}
 	for v, want := range map[uint64]string{1: "one", 2: "two", 3: "three", 0: "three"} {
 		if got := mustGet(t, s, "db", v); got != want {

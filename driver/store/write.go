@@ -101,7 +101,7 @@ func (s *Store) deleteDamaged(ctx context.Context, name string) error {
 		}
 		return s.m.Delete(ctx, key, rev)
 	})
-	s.cache.drop(name)
+	s.cache.drop(s.cacheID(name))
 	if errors.Is(err, errRepaired) {
 		return s.Remove(ctx, name, 0) // rewritten meanwhile: remove it normally
 	}
@@ -124,22 +124,9 @@ func (s *Store) modify(ctx context.Context, name string, create bool, change fun
 		if err != nil {
 			return err
 		}
-		blob, rev, err := s.m.Read(ctx, key)
-		var rec *record
-		switch {
-		case errors.Is(err, backend.ErrNotFound) && create:
-			rec, rev = &record{name: name, key: ring.keys[ring.active], next: 1}, ""
-		case errors.Is(err, backend.ErrCorrupt):
-			return damagedError{err}
-		case err != nil:
+		rec, rev, err := s.current(ctx, ring, name, create)
+		if err != nil {
 			return err
-		default:
-			if rec, err = s.parse(blob, name, ring); err != nil {
-				return damagedError{err}
-			}
-			if rec, err = s.resealed(rec, ring.keys[ring.active]); err != nil {
-				return damagedError{err}
-			}
 		}
 		if err := change(ring, rec); err != nil {
 			return err
@@ -147,11 +134,33 @@ func (s *Store) modify(ctx context.Context, name string, create bool, change fun
 		_, err = s.m.Write(ctx, key, rec.marshal(s.id), rev)
 		return err
 	})
-	s.cache.drop(name)
+	s.cache.drop(s.cacheID(name))
 	if err != nil {
 		return recordErr(name, err)
 	}
 	return nil
+}
+
+// current reads name's record for a writer holding the lock, sealed under
+// the active key; a new empty one if absent and create is set.
+func (s *Store) current(ctx context.Context, ring *keyring, name string, create bool) (*record, Revision, error) {
+	blob, rev, err := s.m.Read(ctx, recordKey(name))
+	var rec *record
+	switch {
+	case errors.Is(err, backend.ErrNotFound) && create:
+		return &record{name: name, key: ring.keys[ring.active], next: 1}, "", nil
+	case errors.Is(err, backend.ErrCorrupt):
+		return nil, "", damagedError{err}
+	case err != nil:
+		return nil, "", err
+	}
+	if rec, err = s.parse(blob, name, ring); err != nil {
+		return nil, "", damagedError{err}
+	}
+	if rec, err = s.resealed(rec, ring.keys[ring.active]); err != nil {
+		return nil, "", damagedError{err}
+	}
+	return rec, rev, nil
 }
 
 // resealed returns rec with every version sealed under key: decrypted
