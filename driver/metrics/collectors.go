@@ -114,7 +114,7 @@ func newCacheCollector(backends []string, stats func(string) (cache.Stats, bool)
 		d("negative_hits_total", "Not-found answers served from memory.", func(s cache.Stats) uint64 { return s.NegativeHits }),
 		d("evictions_total", "Entries evicted to stay within the cache size.", func(s cache.Stats) uint64 { return s.Evictions }),
 		d("lkg_writes_total", "Last-known-good copies written to disk.", func(s cache.Stats) uint64 { return s.LKGWrites }),
-		d("lkg_errors_total", "Last-known-good loads, writes or removals that failed.", func(s cache.Stats) uint64 { return s.LKGErrors }),
+		d("lkg_errors_total", "Last-known-good loads, writes or removals that failed, and copies dropped from a full write queue.", func(s cache.Stats) uint64 { return s.LKGErrors }),
 	}}
 }
 

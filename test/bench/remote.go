@@ -195,8 +195,8 @@ func remoteTarget(p *proc, kind string, n int) target {
 // waitLKG waits until p's cache has tried to write n last-known-good
 // copies, so a measurement neither competes with those writes nor starts
 // without them, and returns how many failed (/metrics
-// swarmkeep_cache_lkg_errors_total: a write that did not finish within the
-// cache's backend timeout, for one).
+// swarmkeep_cache_lkg_errors_total: a write the cache's writer gave up on,
+// or a copy dropped from its full queue).
 func waitLKG(ctx context.Context, p *proc, kind string, n int) (failed uint64, err error) {
 	err = p.waitMetric(ctx, fmt.Sprintf("%d last-known-good copies", n), func(s samples) (bool, error) {
 		failed = s.cacheStat(kind, "lkg_errors_total")
