@@ -266,6 +266,9 @@ func printStatus(w io.Writer, r statusReport) {
 	kv("health from", "%s", r.Via)
 	kv("version", "%s (%s; this command: %s)", h.Version, h.GoVersion, version)
 	kv("config hash", "%s", h.ConfigHash)
+	if h.Policy != "" {
+		kv("policy", "%s (%s)", h.Policy, h.PolicyHash)
+	}
 	kv("status", "%s", h.Status)
 	kv("uptime", "%s", time.Duration(h.UptimeS)*time.Second)
 	var outcomes []string

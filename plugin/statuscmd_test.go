@@ -71,7 +71,8 @@ func plugin(name string, enabled bool, env ...string) *types.Plugin {
 // failing when degraded.
 func healthServer(t *testing.T, degraded bool, tcp string) string {
 	t.Helper()
-	m := metrics.New(metrics.Options{Version: "9.9.9", ConfigHash: "0123456789abcdef0123456789abcdef", Backends: []string{"local", "shared"}})
+	m := metrics.New(metrics.Options{Version: "9.9.9", ConfigHash: "0123456789abcdef0123456789abcdef", Backends: []string{"local", "shared"},
+		Policy: func() (string, string) { return "/etc/swarmkeep/policy.yaml", "sha256:abc" }})
 	m.SetBackendReady("local", nil)
 	if degraded {
 		m.SetBackendReady("shared", fmt.Errorf("%w: dial tcp 10.0.0.1:2379: connection refused", backend.ErrCannotOpen))
@@ -94,6 +95,7 @@ func TestStatusHealthy(t *testing.T) {
 	sock := healthServer(t, false, "")
 	out := mustRun(t, nil, "", "status", "--socket", sock)
 	for _, want := range []string{"version:", "9.9.9", "config hash:", "0123456789abcdef0123456789abcdef", "status:", " ok",
+		"policy:", "/etc/swarmkeep/policy.yaml (sha256:abc)",
 		"local", "shared", "ready", "requests:", "2 (not_found 1, ok 1)", "not_found local service=web: swarmkeep: secret \"app_db\""} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
