@@ -114,6 +114,9 @@ func readPassword(path string) (string, error) {
 		return "", fmt.Errorf("setting %q: %w: %w", SettingPasswordFile, backend.ErrDenied, err)
 	}
 	defer f.Close()
+	if err := backend.CheckPrivate(path, f); err != nil {
+		return "", fmt.Errorf("setting %q: %w: %w", SettingPasswordFile, backend.ErrDenied, err)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxPasswordFile+1))
 	if err != nil {
 		return "", fmt.Errorf("setting %q: %w: %w", SettingPasswordFile, backend.ErrDenied, err)

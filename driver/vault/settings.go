@@ -3,6 +3,7 @@ package vault
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -198,13 +199,29 @@ func (c config) checkFiles() error {
 	return nil
 }
 
+// maxCredentialFile bounds a token, role ID, secret ID or JWT file: a wrong
+// path to a big file fails clearly instead of being sent to the server.
+const maxCredentialFile = 64 << 10
+
 // readCredential reads a credential file, trimmed of surrounding white space
 // (editors and echo add a newline). Errors name the setting and path, never
 // the content.
 func readCredential(key, path string) (string, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return "", fmt.Errorf("%w: setting %q: cannot read %q: %w", backend.ErrDenied, key, path, unwrapPath(err))
+	}
+	defer f.Close()
+	if err := backend.CheckPrivate(path, f); err != nil {
+		return "", fmt.Errorf("%w: setting %q: %w", backend.ErrDenied, key, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxCredentialFile+1))
+	if err != nil {
+		return "", fmt.Errorf("%w: setting %q: cannot read %q: %w", backend.ErrDenied, key, path, unwrapPath(err))
+	}
+	defer clear(b)
+	if len(b) > maxCredentialFile {
+		return "", fmt.Errorf("%w: setting %q: file %q is larger than %d bytes (not a credential?)", backend.ErrDenied, key, path, maxCredentialFile)
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
