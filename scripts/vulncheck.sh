@@ -6,7 +6,7 @@
 # GOVULNCHECK is the pinned tool (golang.org/x/vuln/cmd/govulncheck@vX), run with go run.
 # The database normally comes from vuln.go.dev. Where only a Go module proxy is reachable
 # (this build machine, many corporate networks), the same data is in the golang.org/x/vulndb
-# module: its data/osv holds one OSV file per advisory, and its own cmd/indexdb turns that
+# module: its data/osv holds one OSV file per advisory, and scripts/vulnindex turns that
 # folder into the file database govulncheck reads with -db file://. VULNDB is that module's
 # version ("latest" by default: an old database silently misses new advisories).
 #
@@ -44,7 +44,7 @@ out=$(mkdir -p "$out" && cd "$out" && pwd)
 db=$out/$resolved
 if [ ! -f "$db/index/db.json" ]; then
   rm -rf "$db.tmp"
-  (cd "$tmp" && $go run "golang.org/x/vulndb/cmd/indexdb@$resolved" -vulns "$dir/data/osv" -out "$db.tmp")
+  $go run ./scripts/vulnindex "$dir/data/osv" "$db.tmp"
   mv "$db.tmp" "$db"
 fi
 echo "govulncheck: database golang.org/x/vulndb@$resolved (data/osv, $(ls "$dir/data/osv" | wc -l) advisories)"
