@@ -1,6 +1,11 @@
 package driver
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -53,4 +58,42 @@ func TestIdentityOf(t *testing.T) {
 	if IdentityOf(Request{ServiceName: "x"}).Stack != "" {
 		t.Fatal("stack from nothing")
 	}
+}
+
+// streamDecode is how requests were decoded before the pooled buffer: a
+// json.Decoder over a limited reader, then a Token call for trailing data.
+func streamDecode(body []byte) (Request, error) {
+	var req Request
+	lr := &io.LimitedReader{R: bytes.NewReader(body), N: MaxRequestBytes + 1}
+	dec := json.NewDecoder(lr)
+	if err := dec.Decode(&req); err != nil {
+		return Request{}, err
+	}
+	if _, err := dec.Token(); lr.N <= 0 || !errors.Is(err, io.EOF) {
+		return Request{}, errors.New("trailing data or too large")
+	}
+	if req.SecretName == "" {
+		return Request{}, errors.New("no SecretName")
+	}
+	return req, nil
+}
+
+// FuzzDecodeRequestMatchesStream: DecodeRequest accepts exactly the bodies
+// the stream decoder accepted, with the same request.
+func FuzzDecodeRequestMatchesStream(f *testing.F) {
+	for _, s := range []string{`{"SecretName":"a"}`, `{"SecretName":"a"} `, `{"SecretName":"a"} x`, " \n", "\f{}",
+		`{"secretname":"a","SecretLabels":{"k":"v"},"SecretLabels":{"j":"w"},"ServiceEndpointSpec":{"Mode":1,"Ports":[{"TargetPort":80}]},"X":[1,{"y":null}]}`,
+		`{"SecretName":"a\u00e9\ud800","NodeID":null}`, `{"SecretName":5}`, `[]`, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, gerr := DecodeRequest(bytes.NewReader(body))
+		want, werr := streamDecode(body)
+		if (gerr != nil) != (werr != nil) {
+			t.Fatalf("DecodeRequest error %v, stream decoder error %v", gerr, werr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("DecodeRequest %+v, stream decoder %+v", got, want)
+		}
+	})
 }
