@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,6 +18,8 @@ import (
 
 	"github.com/swarmkeep/swarmkeep/driver"
 	"github.com/swarmkeep/swarmkeep/driver/store"
+	_ "github.com/swarmkeep/swarmkeep/driver/vault"
+	"github.com/swarmkeep/swarmkeep/driver/vault/vaulttest"
 )
 
 // benchNames is the store size of make bench's request-path measurement.
@@ -24,7 +28,7 @@ const benchNames = 1000
 // benchServer assembles the server as `swarmkeep serve` does with every
 // setting at its default (audit on, built-in policy, log level info, its log
 // in a file), on a file store of n names; only the paths are moved.
-func benchServer(b *testing.B, n int) *Server {
+func benchServer(b *testing.B, n int, extra map[string]string) *Server {
 	b.Helper()
 	dir := b.TempDir()
 	storeDir, key := filepath.Join(dir, "store"), filepath.Join(dir, "key")
@@ -49,6 +53,7 @@ func benchServer(b *testing.B, n int) *Server {
 		EnvStoreDir: storeDir, EnvKeyFile: key, EnvLKGDir: filepath.Join(dir, "lkg"),
 		EnvAuditFile: filepath.Join(dir, "audit", "audit.log"), EnvPolicyFile: filepath.Join(dir, "policy.yaml"),
 	}
+	maps.Copy(env, extra)
 	cfg, err := Load(func(k string) string { return env[k] })
 	if err != nil {
 		b.Fatal(err)
@@ -90,18 +95,39 @@ func benchBody(i int) []byte {
 
 // BenchmarkServeDefault is what the shipped binary with default settings
 // adds around the HTTP server for each GetSecret request, from 8
-// goroutines as make bench's load: decode, policy, store read, audit
-// record, log and metrics, answer. Profile it with -cpuprofile.
+// goroutines as make bench's load: decode, policy, backend read, audit
+// record, log and metrics, answer. file is the local store; vault the
+// fake Vault behind the default cache, warm. Profile with -cpuprofile.
 func BenchmarkServeDefault(b *testing.B) {
-	s := benchServer(b, benchNames)
-	h := s.Handler()
+	b.Run("file", func(b *testing.B) {
+		s := benchServer(b, benchNames, nil)
+		runServeBench(b, s.Handler(), func(i int) string { return benchValue(i) })
+	})
+	b.Run("vault", func(b *testing.B) {
+		v := vaulttest.New(b)
+		for i := range benchNames {
+			v.PutKV2("", "secret", "bench_"+strconv.Itoa(i), map[string]any{"value": benchValue(i)})
+		}
+		tok := filepath.Join(b.TempDir(), "token")
+		if err := os.WriteFile(tok, []byte(v.CreateToken(vaulttest.TokenOptions{Paths: []string{"secret/data/*"}})+"\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		q := url.Values{"address": {v.URL}, "token_file": {tok}}
+		s := benchServer(b, 0, map[string]string{EnvBackends: "vault:vault?" + q.Encode()})
+		// Without swarmkeep.field the backend answers the whole document.
+		runServeBench(b, s.Handler(), func(i int) string { return `{"value":"` + benchValue(i) + `"}` })
+	})
+}
+
+func runServeBench(b *testing.B, h http.Handler, want func(int) string) {
 	bodies := make([][]byte, benchNames)
+	wants := make([]string, benchNames)
 	for i := range bodies {
-		bodies[i] = benchBody(i)
+		bodies[i], wants[i] = benchBody(i), want(i)
 	}
-	// Warm the store's cache, as a running plugin's would be.
+	// Warm the caches, as a running plugin's would be.
 	for i := range bodies {
-		benchGet(b, h, bodies[i], i)
+		benchGet(b, h, bodies[i], wants[i])
 	}
 	var next atomic.Int64
 	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0))) // 8 goroutines, as c=8
@@ -110,17 +136,17 @@ func BenchmarkServeDefault(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := int(next.Add(1)) % benchNames
-			benchGet(b, h, bodies[i], i)
+			benchGet(b, h, bodies[i], wants[i])
 		}
 	})
 }
 
-func benchGet(b *testing.B, h http.Handler, body []byte, i int) {
+func benchGet(b *testing.B, h http.Handler, body []byte, want string) {
 	req := httptest.NewRequest(http.MethodPost, driver.GetSecretPath, bytes.NewReader(body))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	var resp driver.Response
-	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || resp.Err != "" || string(resp.Value) != benchValue(i) {
-		b.Errorf("name %d: %v %q", i, err, resp.Err)
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || resp.Err != "" || string(resp.Value) != want {
+		b.Errorf("want %q: %v %q", want, err, resp.Err)
 	}
 }
