@@ -189,15 +189,22 @@ func ParseSpec(secretName string, labels map[string]string) (Spec, error) {
 			keys = append(keys, k)
 		}
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		parse, ok := labelParsers[k]
-		if !ok {
-			return Spec{}, &LabelError{Label: k}
+	if len(keys) > 0 {
+		// The parsers get a pointer, which sends the spec to the heap:
+		// only for a secret that has swarmkeep.* labels.
+		sp := new(Spec)
+		*sp = spec
+		slices.Sort(keys)
+		for _, k := range keys {
+			parse, ok := labelParsers[k]
+			if !ok {
+				return Spec{}, &LabelError{Label: k}
+			}
+			if err := parse(sp, labels[k]); err != nil {
+				return Spec{}, err
+			}
 		}
-		if err := parse(&spec, labels[k]); err != nil {
-			return Spec{}, err
-		}
+		spec = *sp
 	}
 	if spec.Name == "" {
 		spec.Name = defaultStoredName(secretName, spec.Stack)

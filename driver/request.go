@@ -80,7 +80,13 @@ func DecodeRequest(r io.Reader) (Request, error) {
 		}
 		return req, nil
 	}
-	req = Request{}
+	return decodeGeneric(body)
+}
+
+// decodeGeneric decodes what fastDecode left undecided. Its own function,
+// so that json.Unmarshal's request escapes to the heap, not fastDecode's.
+func decodeGeneric(body []byte) (Request, error) {
+	var req Request
 	if err := json.Unmarshal(body, &req); err != nil {
 		// Rare: say what is wrong as a stream decoder sees it, the
 		// request object first, then what follows it.
