@@ -35,6 +35,9 @@ type gate struct {
 	mu     sync.Mutex
 	stuck  int
 	byName map[string]int
+	// any mirrors stuck for full's check without the lock: on a healthy
+	// backend it is always 0, and every request asks.
+	any atomic.Int64
 }
 
 func newGate(max int) *gate {
@@ -43,6 +46,9 @@ func newGate(max int) *gate {
 
 // full says why a new call for name must not start, or "" when it may.
 func (g *gate) full(name string) string {
+	if g.any.Load() == 0 {
+		return ""
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if n := g.byName[name]; n >= maxStuckPerName {
@@ -58,6 +64,7 @@ func (g *gate) add(name string, d int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.stuck += d
+	g.any.Store(int64(g.stuck))
 	if g.byName[name] += d; g.byName[name] <= 0 {
 		delete(g.byName, name)
 	}
@@ -82,6 +89,27 @@ const (
 	callAbandoned
 )
 
+// boundedCall is one backend call and its outcome, in one allocation: it
+// runs on every request.
+type boundedCall struct {
+	ctx   context.Context
+	g     *gate
+	b     backend.Backend
+	ref   backend.Ref
+	s     backend.Secret
+	err   error
+	done  chan struct{} // closed once s and err are set
+	state atomic.Int32
+}
+
+func (c *boundedCall) run() {
+	c.s, c.err = c.b.Get(c.ctx, c.ref)
+	close(c.done)
+	if !c.state.CompareAndSwap(callRunning, callDone) {
+		c.g.add(c.ref.Name, -1) // abandoned: it has come back
+	}
+}
+
 // getBounded returns when the backend answers or the deadline passes,
 // whichever is first, so even a backend that ignores its context cannot hold
 // the swarm leader. An abandoned call finishes in the background and counts
@@ -90,27 +118,16 @@ func getBounded(ctx context.Context, g *gate, b backend.Backend, ref backend.Ref
 	if why := g.full(ref.Name); why != "" {
 		return backend.Secret{}, fmt.Errorf("%w: %s", backend.ErrUnavailable, why)
 	}
-	type result struct {
-		s   backend.Secret
-		err error
-	}
-	ch := make(chan result, 1)
-	var state atomic.Int32
-	go func() {
-		s, err := b.Get(ctx, ref)
-		ch <- result{s, err}
-		if !state.CompareAndSwap(callRunning, callDone) {
-			g.add(ref.Name, -1) // abandoned: it has come back
-		}
-	}()
+	c := &boundedCall{ctx: ctx, g: g, b: b, ref: ref, done: make(chan struct{})}
+	go c.run()
 	select {
-	case r := <-ch:
-		if r.err != nil && ctx.Err() != nil {
+	case <-c.done:
+		if c.err != nil && ctx.Err() != nil {
 			return backend.Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
 		}
-		return r.s, r.err
+		return c.s, c.err
 	case <-ctx.Done():
-		if state.CompareAndSwap(callRunning, callAbandoned) {
+		if c.state.CompareAndSwap(callRunning, callAbandoned) {
 			g.add(ref.Name, 1)
 		}
 		return backend.Secret{}, fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)

@@ -222,8 +222,8 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 // authorize applies the swarmkeep.services label, which can only narrow,
 // then the access policy.
 func (d *Driver) authorize(req *Request, spec Spec, ev *Event) error {
-	service := quoteShort(req.ServiceName)
 	if !spec.AllowsService(req.ServiceName) {
+		service := quoteShort(req.ServiceName)
 		ev.Decision = policy.Decision{Rule: LabelServices, Reason: "the secret's " + LabelServices + " label does not list service " + service}
 		return fmt.Errorf("%w for service %s (the secret's %s label)", ErrPolicyDenied, service, LabelServices)
 	}
@@ -232,7 +232,7 @@ func (d *Driver) authorize(req *Request, spec Spec, ev *Event) error {
 	}
 	ev.Decision = d.policy.Decide(IdentityOf(*req), spec.Name)
 	if !ev.Decision.Allow {
-		return fmt.Errorf("%w for service %s", ErrPolicyDenied, service)
+		return fmt.Errorf("%w for service %s", ErrPolicyDenied, quoteShort(req.ServiceName))
 	}
 	return nil
 }

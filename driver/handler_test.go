@@ -1,15 +1,20 @@
 package driver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/go-plugins-helpers/sdk"
 )
 
 // serveUnix serves the handler on a real unix socket and returns a client
@@ -87,4 +92,20 @@ func TestHandlerOverUnixSocket(t *testing.T) {
 		t.Fatalf("GET: %v %v", r.StatusCode, err)
 	}
 	r.Body.Close()
+}
+
+// TestWriteValueMatchesEncodeResponse: a served value goes out as the bytes
+// and headers sdk.EncodeResponse (json.Encoder) writes for it.
+func TestWriteValueMatchesEncodeResponse(t *testing.T) {
+	for _, v := range [][]byte{nil, {0}, []byte("a"), []byte("ab"), []byte("abc"), []byte("<&>\"\\\n\x00\xff"), bytes.Repeat([]byte{0xfb, 0xff}, 5000)} {
+		for _, dnr := range []bool{false, true} {
+			resp := Response{Value: v, DoNotReuse: dnr}
+			want, got := httptest.NewRecorder(), httptest.NewRecorder()
+			sdk.EncodeResponse(want, resp, false)
+			writeValue(got, resp)
+			if got.Code != want.Code || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) || !reflect.DeepEqual(got.Header(), want.Header()) {
+				t.Fatalf("value %q dnr %v:\n got %d %v %q\nwant %d %v %q", v, dnr, got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+			}
+		}
+	}
 }

@@ -3,6 +3,7 @@ package driver
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -178,7 +179,9 @@ func knownLabels() []string {
 // order so the same bad secret always reports the same first error.
 func ParseSpec(secretName string, labels map[string]string) (Spec, error) {
 	spec := Spec{Reuse: true, Encoding: EncodingRaw, Stack: labels[StackNamespaceLabel]}
-	keys := make([]string, 0, len(labels))
+	// A few swarmkeep.* labels at most: their names sort on the stack.
+	var buf [8]string
+	keys := buf[:0]
 	for k := range labels {
 		// Any case of the prefix is ours: a Swarmkeep.name that is
 		// ignored would silently read another value.
@@ -186,15 +189,22 @@ func ParseSpec(secretName string, labels map[string]string) (Spec, error) {
 			keys = append(keys, k)
 		}
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		parse, ok := labelParsers[k]
-		if !ok {
-			return Spec{}, &LabelError{Label: k}
+	if len(keys) > 0 {
+		// The parsers get a pointer, which sends the spec to the heap:
+		// only for a secret that has swarmkeep.* labels.
+		sp := new(Spec)
+		*sp = spec
+		slices.Sort(keys)
+		for _, k := range keys {
+			parse, ok := labelParsers[k]
+			if !ok {
+				return Spec{}, &LabelError{Label: k}
+			}
+			if err := parse(sp, labels[k]); err != nil {
+				return Spec{}, err
+			}
 		}
-		if err := parse(&spec, labels[k]); err != nil {
-			return Spec{}, err
-		}
+		spec = *sp
 	}
 	if spec.Name == "" {
 		spec.Name = defaultStoredName(secretName, spec.Stack)

@@ -1,10 +1,12 @@
 package driver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/docker/go-plugins-helpers/secrets"
 	"github.com/swarmkeep/swarmkeep/driver/policy"
@@ -34,33 +36,108 @@ type Request struct {
 // Response is the answer the engine expects: a value, or Err.
 type Response = secrets.Response
 
+// bodyPool holds request body buffers: one is read per request.
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBody bounds the buffers kept for reuse: real requests are a few
+// KiB, and a rare large one must not stay pinned in the pool.
+const maxPooledBody = 64 << 10
+
 // DecodeRequest reads one JSON request of at most MaxRequestBytes. Unknown
-// fields are accepted, since newer engines may send more.
+// fields are accepted, since newer engines may send more; anything but
+// white space after the object is refused.
+//
+// The body is read whole into a pooled buffer and decoded in one pass: by
+// fastDecode when it has the engine's usual shape, else by json.Unmarshal,
+// which checks that nothing follows the value. A json.Decoder plus a Token
+// call for the trailing check scanned and buffered the body once more, and
+// reflection was most of the rest: decoding was the largest cost after the
+// audit trail. Both decoders copy every string they keep, so the buffer is
+// reused safely.
 func DecodeRequest(r io.Reader) (Request, error) {
-	var req Request
-	lr := &io.LimitedReader{R: r, N: MaxRequestBytes + 1}
-	dec := json.NewDecoder(lr)
-	if err := dec.Decode(&req); err != nil {
-		if lr.N <= 0 {
-			return Request{}, fmt.Errorf("request larger than %d bytes", MaxRequestBytes)
+	bp := bodyPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxPooledBody {
+			bodyPool.Put(bp)
 		}
-		if errors.Is(err, io.EOF) {
-			return Request{}, errors.New("empty request body")
-		}
-		return Request{}, fmt.Errorf("malformed JSON: %w", err)
+	}()
+	body, err := readAtMost(r, (*bp)[:0], MaxRequestBytes+1)
+	*bp = body[:0]
+	if err != nil {
+		return Request{}, fmt.Errorf("reading the request: %w", err)
 	}
-	// Anything but white space after the object is a malformed request too.
-	_, err := dec.Token()
-	if lr.N <= 0 {
+	if len(body) > MaxRequestBytes {
 		return Request{}, fmt.Errorf("request larger than %d bytes", MaxRequestBytes)
 	}
-	if !errors.Is(err, io.EOF) {
-		return Request{}, errors.New("malformed JSON: data after the request object")
+	start := skipSpace(body, 0)
+	if start == len(body) {
+		return Request{}, errors.New("empty request body")
+	}
+	var req Request
+	if fastDecode(body, &req) {
+		if req.SecretName == "" {
+			return Request{}, errors.New("request has no SecretName")
+		}
+		return req, nil
+	}
+	return decodeGeneric(body)
+}
+
+// decodeGeneric decodes what fastDecode left undecided. Its own function,
+// so that json.Unmarshal's request escapes to the heap, not fastDecode's.
+func decodeGeneric(body []byte) (Request, error) {
+	var req Request
+	if err := json.Unmarshal(body, &req); err != nil {
+		// Rare: say what is wrong as a stream decoder sees it, the
+		// request object first, then what follows it.
+		return Request{}, explainMalformed(body, err)
 	}
 	if req.SecretName == "" {
 		return Request{}, errors.New("request has no SecretName")
 	}
 	return req, nil
+}
+
+// explainMalformed names what makes body, which json.Unmarshal refused with
+// err, a malformed request: the object itself, or data after it.
+func explainMalformed(body []byte, err error) error {
+	var req Request
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if derr := dec.Decode(&req); derr != nil {
+		return fmt.Errorf("malformed JSON: %w", derr)
+	}
+	if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+		return errors.New("malformed JSON: data after the request object")
+	}
+	return fmt.Errorf("malformed JSON: %w", err)
+}
+
+// readAtMost appends r's bytes to buf until EOF or until buf holds limit
+// bytes.
+func readAtMost(r io.Reader, buf []byte, limit int) ([]byte, error) {
+	for len(buf) < limit {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
 }
 
 // IdentityOf takes the requester's identity from a GetSecret request, for

@@ -183,6 +183,39 @@ func TestWriterConcurrent(t *testing.T) {
 	}
 }
 
+// TestWriterObserveReturnsAfterItsRecordIsWritten: with records of many
+// answers sharing writes, each Observe still returns only once its own
+// record is in the file, which is what lets the answer leave.
+func TestWriterObserveReturnsAfterItsRecordIsWritten(t *testing.T) {
+	w, file := openTest(t, Options{})
+	const goroutines, each = 8, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				name := fmt.Sprintf("g%d-%d", g, i)
+				w.Observe(event(name))
+				b, err := os.ReadFile(file)
+				if err != nil || !bytes.Contains(b, []byte(`"secret":"`+name+`"`)) {
+					errs <- fmt.Errorf("Observe(%s) returned before its record was in the file (%v)", name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := len(secrets(t, file)); got != goroutines*each || w.Errors() != 0 {
+		t.Fatalf("%d records, %d errors", got, w.Errors())
+	}
+}
+
 func TestWriterCountsFailuresWithoutBlocking(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skip("no /dev/full")

@@ -27,9 +27,28 @@ func logObserver(log logrus.FieldLogger) driver.Observer {
 	return newLogObserver(log, time.Now, staleLogInterval)
 }
 
+// levelEnabler is what *logrus.Logger and *logrus.Entry tell of their level.
+type levelEnabler interface {
+	IsLevelEnabled(logrus.Level) bool
+}
+
 func newLogObserver(log logrus.FieldLogger, now func() time.Time, interval time.Duration) driver.Observer {
 	stale := newStaleLog(log, now, interval)
+	debugOn := func() bool { return true }
+	if l, ok := log.(levelEnabler); ok {
+		debugOn = func() bool { return l.IsLevelEnabled(logrus.DebugLevel) }
+	}
 	return func(ev driver.Event) {
+		if ev.Class == driver.ClassOK && !ev.Stale {
+			if !ev.Cached {
+				stale.answered(ev.Backend)
+			}
+			// A value served afresh is a debug line: above debug, the
+			// request path builds nothing for the log at all.
+			if !debugOn() {
+				return
+			}
+		}
 		f := logrus.Fields{"outcome": string(ev.Class), "latency_ms": float64(ev.Latency.Microseconds()) / 1000}
 		if r := ev.Request; r != nil {
 			for k, v := range map[string]string{
@@ -64,9 +83,6 @@ func newLogObserver(log logrus.FieldLogger, now func() time.Time, interval time.
 			f["age"] = ev.Age.Round(time.Second).String()
 			stale.served(ev, f)
 			return
-		}
-		if !ev.Cached {
-			stale.answered(ev.Backend)
 		}
 		log.WithFields(f).Debug("secret served")
 	}

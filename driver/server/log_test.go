@@ -120,3 +120,41 @@ func TestLogStaleSummarised(t *testing.T) {
 		t.Fatalf("quiet outage: %v", got)
 	}
 }
+
+// Above debug level a value served afresh costs the log nothing: no fields
+// built, no allocation; what is logged at info and above is unchanged.
+func TestLogServedQuietAboveDebug(t *testing.T) {
+	log, hook := test.NewNullLogger()
+	log.SetLevel(logrus.InfoLevel)
+	clock := &fakeClock{t: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)}
+	obs := newLogObserver(log, clock.now, time.Minute)
+	fresh := freshEvent("shared", "app_s0")
+	cached := fresh
+	cached.Cached = true
+	if n := testing.AllocsPerRun(100, func() { obs(fresh); obs(cached) }); n != 0 {
+		t.Fatalf("%.0f allocations per answer served at info level, want none", n)
+	}
+	if got := hook.AllEntries(); len(got) != 0 {
+		t.Fatalf("lines at info level for answers served: %v", got)
+	}
+	// An outage still starts and ends with its lines.
+	obs(staleEvent("shared", "app_s0", time.Second))
+	obs(fresh)
+	got := lines(hook, logrus.DebugLevel)
+	if len(got) != 2 || got[0].Level != logrus.WarnLevel || got[1].Level != logrus.InfoLevel || got[1].Data["stale_answers"] != 0 {
+		t.Fatalf("outage lines at info level: %v", got)
+	}
+	// Failures too.
+	fail := fresh
+	fail.Class, fail.Line = driver.ClassNotFound, "swarmkeep: secret 'app_s0': not found"
+	obs(fail)
+	if got := lines(hook, logrus.DebugLevel); len(got) != 1 || got[0].Message != fail.Line || got[0].Data["secret"] != "app_s0" {
+		t.Fatalf("failure at info level: %v", got)
+	}
+	// At debug level each answer has its line again.
+	log.SetLevel(logrus.DebugLevel)
+	obs(fresh)
+	if got := lines(hook, logrus.DebugLevel); len(got) != 1 || got[0].Message != "secret served" || got[0].Data["secret"] != "app_s0" {
+		t.Fatalf("debug level: %v", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -31,6 +32,9 @@ type staleLog struct {
 
 	mu      sync.Mutex
 	outages map[string]*outage // by backend
+	// active is len(outages), read without mu: a fresh answer, the
+	// common case, then takes no lock when no backend is in an outage.
+	active atomic.Int32
 }
 
 // outage is one backend's last-known-good answers since its last line.
@@ -60,6 +64,7 @@ func (s *staleLog) served(ev driver.Event, f logrus.Fields) {
 	}
 	if o == nil {
 		s.outages[ev.Backend] = &outage{start: now, last: now, lastLine: now, names: map[string]int{}}
+		s.active.Store(int32(len(s.outages)))
 		s.mu.Unlock()
 		if ended != nil {
 			s.summary(ev.Backend, ended, "served last-known-good copies until the backend went quiet")
@@ -88,6 +93,9 @@ func (s *staleLog) served(ev driver.Event, f logrus.Fields) {
 
 // answered notes that a backend answered afresh, which ends its outage.
 func (s *staleLog) answered(backend string) {
+	if s.active.Load() == 0 {
+		return
+	}
 	s.mu.Lock()
 	o, ok := s.outages[backend]
 	if !ok {
@@ -95,6 +103,7 @@ func (s *staleLog) answered(backend string) {
 		return
 	}
 	delete(s.outages, backend)
+	s.active.Store(int32(len(s.outages)))
 	snap := o.take(s.now())
 	s.mu.Unlock()
 	s.log.WithFields(logrus.Fields{"backend": backend, "stale_answers": snap.count,
