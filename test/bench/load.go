@@ -35,6 +35,10 @@ func newClient(sock string, conns int) *http.Client {
 		},
 		DisableCompression:  true,
 		MaxIdleConnsPerHost: conns,
+		// Never more connections than the plugin was measured with;
+		// requests beyond them wait for one, as a burst from the engine
+		// waits on the plugin socket's cap.
+		MaxConnsPerHost: conns,
 	}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }

@@ -40,8 +40,18 @@ func measureHerd(ctx context.Context, cfg config, bins binaries, r *remote, sock
 	}
 }
 
+// herdConns is how many connections the cold burst shares: under the
+// plugin socket's connection cap.
+const herdConns = 256
+
 func herd(ctx context.Context, cfg config, bins binaries, r *remote, kind, sockDir string) (int, string, error) {
-	p, err := r.startRemote(bins.plugin, sockDir, "cold-"+kind, kind, 0, cfg.burst)
+	// The plugin serves at most 512 connections (driver/server/listen.go)
+	// and closes quiet ones over that; the burst's requests share fewer
+	// connections and queue for them on the client side, as the engine's
+	// would, and all still reach the plugin while the first backend call
+	// is in flight.
+	conns := min(cfg.burst, herdConns)
+	p, err := r.startRemote(bins.plugin, sockDir, "cold-"+kind, kind, 0, conns)
 	if err != nil {
 		return 0, "", err
 	}
@@ -55,7 +65,7 @@ func herd(ctx context.Context, cfg config, bins binaries, r *remote, kind, sockD
 	if err != nil {
 		return 0, "", err
 	}
-	if err := preconnect(p.client, cfg.burst); err != nil {
+	if err := preconnect(p.client, conns); err != nil {
 		return 0, "", err
 	}
 	took, err := burst(ctx, remoteTarget(p, kind, r.n+1), newBodyTemplate(), r.n, cfg.burst)
