@@ -58,7 +58,7 @@ type config struct {
 	latWarm, latDur      time.Duration
 	sizes                []int
 	rssN, starts, lsRuns int
-	lsN, puts            int
+	lsN, puts, imports   int
 	staleDur, staleFirst time.Duration
 	burst                int
 }
@@ -66,7 +66,7 @@ type config struct {
 var fullRun = config{
 	conc: 8, tputN: 1000, tputWarm: 500 * time.Millisecond, tputDur: 3 * time.Second, slice: 250 * time.Millisecond, rounds: 3,
 	latWarm: 300 * time.Millisecond, latDur: 2 * time.Second, sizes: []int{10, 1000, 10000, 100000},
-	rssN: 10000, starts: 9, lsRuns: 3, lsN: 100000, puts: 200,
+	rssN: 10000, starts: 9, lsRuns: 3, lsN: 100000, puts: 200, imports: 10000,
 	staleDur: 1500 * time.Millisecond, staleFirst: 300 * time.Millisecond, burst: 1000,
 }
 
@@ -76,7 +76,7 @@ var fullRun = config{
 var quickRun = config{
 	conc: 8, tputN: 1000, tputWarm: 200 * time.Millisecond, tputDur: 900 * time.Millisecond, slice: 150 * time.Millisecond, rounds: 2,
 	latWarm: 100 * time.Millisecond, latDur: 500 * time.Millisecond, sizes: []int{10, 1000, 10000},
-	rssN: 10000, starts: 5, lsRuns: 1, lsN: 10000, puts: 50,
+	rssN: 10000, starts: 5, lsRuns: 1, lsN: 10000, puts: 50, imports: 2000,
 	staleDur: 600 * time.Millisecond, staleFirst: 200 * time.Millisecond, burst: 1000,
 }
 
@@ -131,8 +131,8 @@ func run() int {
 		return 2
 	}
 	rep.Settings["stores"] = storeDir
-	rep.Settings["run"] = fmt.Sprintf("c%d, %d names; %s slices, %s per target and round, %d rounds; latency: sizes %v, %s per size and round; %d starts; ls %d names x%d; %d puts",
-		cfg.conc, cfg.tputN, cfg.slice, cfg.tputDur, cfg.rounds, cfg.sizes, cfg.latDur, cfg.starts, cfg.lsN, cfg.lsRuns, cfg.puts)
+	rep.Settings["run"] = fmt.Sprintf("c%d, %d names; %s slices, %s per target and round, %d rounds; latency: sizes %v, %s per size and round; %d starts; ls %d names x%d; %d puts, %d imported",
+		cfg.conc, cfg.tputN, cfg.slice, cfg.tputDur, cfg.rounds, cfg.sizes, cfg.latDur, cfg.starts, cfg.lsN, cfg.lsRuns, cfg.puts, cfg.imports)
 
 	// Build first and fill every store before measuring anything, then
 	// flush dirty pages, so neither the compiler nor the writeback of a
@@ -221,7 +221,7 @@ func run() int {
 		}
 	}
 	if want(7) {
-		logf("7. bulk import (put for now), %d values", cfg.puts)
+		logf("7. put, %d values, and bulk import, %d values", cfg.puts, cfg.imports)
 		if err := measureImport(ctx, cfg, bins, st, tmp, rep); err != nil {
 			rep.failed("swarmkeep put", "", err)
 		}

@@ -76,6 +76,11 @@ func (r *report) atMost(name string, v, limit float64, unit, shown, target strin
 	r.judge(name, v, unit, shown, target, v <= limit)
 }
 
+// atLeast adds a figure whose target is v >= limit.
+func (r *report) atLeast(name string, v, limit float64, unit, shown, target string) {
+	r.judge(name, v, unit, shown, target, v >= limit)
+}
+
 func (r *report) judge(name string, v float64, unit, shown, target string, ok bool) {
 	verdict := fail
 	if ok {

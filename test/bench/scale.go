@@ -223,11 +223,9 @@ func measureStart(ctx context.Context, cfg config, bins binaries, st *stores, di
 	return nil
 }
 
-// measureImport: the issue asks for a bulk `swarmkeep import` of >= 2,000
-// values/s. Until the binary has one, the verdict fails as not
-// implemented; what an operator can do today, `swarmkeep put` once per
-// value (a process and a durable write each), is measured beside it, on a
-// store on disk (dir), not on a tmpfs.
+// measureImport: a bulk `swarmkeep import` of >= 2,000 values/s, beside
+// `swarmkeep put` once per value (a process and a durable write each), both
+// on a store on disk (dir), not on a tmpfs.
 func measureImport(ctx context.Context, cfg config, bins binaries, st *stores, dir string, rep *report) error {
 	storeDir := filepath.Join(dir, "put-store")
 	run := func(stdin []byte, args ...string) error {
@@ -252,19 +250,30 @@ func measureImport(ctx context.Context, cfg config, bins binaries, st *stores, d
 	rate := float64(cfg.puts) / took.Seconds()
 	rep.info(fmt.Sprintf("swarmkeep put, one process per value, %d values", cfg.puts), rate, "values/s",
 		fmt.Sprintf("%.0f values/s (%s each)", rate, fmtDur(took/time.Duration(cfg.puts))))
-	cmd := exec.CommandContext(ctx, bins.plugin, "import", "--help")
-	cmd.Env = []string{}
-	out, err := cmd.CombinedOutput()
-	switch {
-	case err != nil && strings.Contains(string(out), "unknown command"):
-		rep.failed("swarmkeep import, bulk values/s", ">= 2,000 values/s",
-			fmt.Errorf("not implemented (swarmkeep import: unknown command); put: %.0f values/s", rate))
-	default:
-		// The command exists now: the bench must learn its input format
-		// before it can measure it; until then the verdict cannot pass.
-		rep.failed("swarmkeep import, bulk values/s", ">= 2,000 values/s",
-			fmt.Errorf("swarmkeep import exists but the bench does not drive it yet"))
+	// import: cfg.imports values as JSON Lines on stdin into a fresh store
+	// on the same disk, all or nothing with one flush for the batch.
+	importDir := filepath.Join(dir, "import-store")
+	_ = os.RemoveAll(importDir)
+	defer os.RemoveAll(importDir)
+	if err := run(nil, "init", "--store", importDir, "--key-file", st.key); err != nil {
+		return err
 	}
+	var lines []byte
+	for i := range cfg.imports {
+		lines = append(lines, `{"name":"`...)
+		lines = append(lines, storedName(i)...)
+		lines = append(lines, `","value":"`...)
+		lines = append(lines, appendValue(nil, i)...)
+		lines = append(lines, "\"}\n"...)
+	}
+	t0 = time.Now()
+	if err := run(lines, "import", "--store", importDir, "--key-file", st.key); err != nil {
+		return err
+	}
+	took = time.Since(t0)
+	irate := float64(cfg.imports) / took.Seconds()
+	rep.atLeast(fmt.Sprintf("swarmkeep import, %s values in one batch", label(cfg.imports)), irate, 2000, "values/s",
+		fmt.Sprintf("%.0f values/s (%s in all; put: %.0f values/s)", irate, fmtDur(took), rate), ">= 2,000 values/s")
 	_ = os.RemoveAll(storeDir)
 	return nil
 }
