@@ -65,7 +65,10 @@ func (g *gate) add(name string, d int) {
 	defer g.mu.Unlock()
 	g.stuck += d
 	g.any.Store(int64(g.stuck))
-	if g.byName[name] += d; g.byName[name] <= 0 {
+	// A call's return can be counted (-1) just before its abandonment
+	// (+1), so a name may dip below zero for a moment: only an exact zero
+	// is forgotten, or the late +1 would be left behind for good.
+	if g.byName[name] += d; g.byName[name] == 0 {
 		delete(g.byName, name)
 	}
 }

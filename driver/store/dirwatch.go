@@ -29,6 +29,9 @@ const selfEvents = unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_IGNORED
 // replaced), objects/ (for new shard folders) and every shard folder.
 // Object files are named by the SHA-256 of their key, which is the ID.
 func (m *DirMedium) Watch() (Watch, error) {
+	if err := localFilesystem(m.root); err != nil {
+		return nil, fmt.Errorf("watch %s: %w", m.root, err)
+	}
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", m.root, err)
@@ -209,4 +212,38 @@ func openDirNames(dir string) ([]string, error) {
 	}
 	defer f.Close()
 	return f.Readdirnames(-1)
+}
+
+// localFilesystems are the filesystems whose every change goes through this
+// host's kernel, so inotify sees it, by statfs f_type. On a network or FUSE
+// filesystem (NFS, SMB, CephFS, GlusterFS, sshfs) another host's write
+// raises no event, so a watched cache would serve an old value for good;
+// there the store checks each record's revision instead (a stat per Get).
+var localFilesystems = map[int64]string{
+	0xEF53:     "ext4",
+	0x58465342: "xfs",
+	0x9123683E: "btrfs",
+	0x01021994: "tmpfs",
+	0x858458F6: "ramfs",
+	0x2FC12FC1: "zfs",
+	0xF2F52010: "f2fs",
+	0x794C7630: "overlayfs",
+	0xCA451A4E: "bcachefs",
+	0x3153464A: "jfs",
+}
+
+// statfs is unix.Statfs; tests replace it.
+var statfs = unix.Statfs
+
+// localFilesystem refuses a folder whose filesystem is not known to report
+// every change to inotify.
+func localFilesystem(dir string) error {
+	var st unix.Statfs_t
+	if err := statfs(dir, &st); err != nil {
+		return err
+	}
+	if _, ok := localFilesystems[int64(st.Type)]; !ok {
+		return fmt.Errorf("filesystem type %#x is not a local one inotify sees every change of", st.Type)
+	}
+	return nil
 }
