@@ -12,8 +12,9 @@ import (
 // file unlocks every value the backend holds.
 var ErrExposed = errors.New("unsafe permissions")
 
-// CheckPrivate refuses an open credential file whose mode gives group or
-// others any access, naming the file and the fix. f is the file as opened,
+// CheckPrivate refuses an open credential or key file whose mode gives
+// group or others any access; the fix it names carries the path, so a
+// caller adds only which setting or file it is. f is the file as opened,
 // so a swap between the check and the read is not possible; a pipe or a
 // process substitution reports 0600 and passes.
 func CheckPrivate(path string, f *os.File) error {
@@ -22,8 +23,8 @@ func CheckPrivate(path string, f *os.File) error {
 		return err
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%w: %s has mode %04o, which lets group or others read or change it (run chmod 600 %s)",
-			ErrExposed, path, perm, path)
+		return fmt.Errorf("%w: mode %04o lets group or others read or change it (run chmod 600 %s)",
+			ErrExposed, perm, path)
 	}
 	return nil
 }

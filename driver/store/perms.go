@@ -6,6 +6,7 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +17,7 @@ import (
 // target), and a key readable by others is no longer a secret. So we refuse
 // to start, as ssh refuses a private key with loose permissions, and the
 // error says the command that fixes it.
-var ErrUnsafePermissions = errors.New("unsafe permissions")
+var ErrUnsafePermissions = backend.ErrExposed
 
 // checkDirSafe refuses a folder that group or others may write, or that is
 // owned by someone other than root or this process's user.
@@ -86,17 +87,7 @@ func openLockFile(p string) (*os.File, error) {
 }
 
 // checkKeyFileMode refuses a key or passphrase file that group or others
-// may read or write. It looks at the open file, so what is checked is what
-// is read. The plugin reads the file through a read-only bind mount, which
-// keeps the host's modes.
-func checkKeyFileMode(path string, f *os.File) error {
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%w: mode %04o lets group or others read or change it (run chmod 600 %s)",
-			ErrUnsafePermissions, perm, path)
-	}
-	return nil
-}
+// may read or write, by the rule every credential file follows
+// (backend.CheckPrivate). The plugin reads the file through a read-only
+// bind mount, which keeps the host's modes.
+func checkKeyFileMode(path string, f *os.File) error { return backend.CheckPrivate(path, f) }
