@@ -15,7 +15,11 @@
 # containerd namespaces are private to it. Do not attach services to overlay networks (a
 # stack's default network is one): that creates the host-wide docker_gwbridge interface,
 # which every engine on the host shares; use the "host" network or none. Needs root.
-# Env: DOCKERD_WAIT (seconds to wait for the engine to answer, default 60).
+# Env: DOCKERD_WAIT (seconds to wait for the engine to answer, default 60);
+#      SWARM_ADDR (loopback address swarm listens and advertises on, default 127.0.0.1).
+#      Swarm's gossip binds SWARM_ADDR:7946 whatever the swarm port is, so two engines
+#      on one host that both use 127.0.0.1 hear each other's swarm: give each engine
+#      that runs at the same time its own address, e.g. 127.0.31.1.
 set -euo pipefail
 
 log() { printf 'dockerd.sh: %s\n' "$*" >&2; }
@@ -158,9 +162,11 @@ start() {
     port=$(free_port)
     dport=$(free_port)
     [ "$dport" != "$port" ] || dport=$(free_port)
-    log "swarm init on 127.0.0.1:$port"
+    local addr=${SWARM_ADDR:-127.0.0.1}
+    case $addr in 127.*) ;; *) die "SWARM_ADDR must be a loopback address (127.x.y.z), got $addr" ;; esac
+    log "swarm init on $addr:$port"
     local out
-    out=$(dk swarm init --advertise-addr 127.0.0.1 --listen-addr "127.0.0.1:$port" \
+    out=$(dk swarm init --advertise-addr "$addr" --listen-addr "$addr:$port" \
       --data-path-port "$dport" 2>&1) || { printf '%s\n' "$out" >&2; die "docker swarm init failed (log: $logfile)"; }
     log "swarm manager ready (single node)"
   else
