@@ -51,8 +51,11 @@ func runServe(env *cliEnv, args []string) error {
 		// 10: 1,720 instead of 1,360 ms per 10,000 requests).
 		debug.SetGCPercent(servingGCPercent)
 	}
-	log := server.NewLogger(env.stderr, cfg.LogLevel)
-	srv, err := server.New(cfg, server.Options{Log: log, Stderr: env.stderr, Version: version})
+	// Info and debug lines to stdout, the rest to stderr: the engine logs
+	// the two streams at info and error (see server.NewEngineLogger).
+	// Audit copies (AUDIT_STDERR) are records, not errors: stdout too.
+	log := server.NewEngineLogger(env.stdout, env.stderr, cfg.LogLevel)
+	srv, err := server.New(cfg, server.Options{Log: log, Stderr: env.stdout, Version: version})
 	if err != nil {
 		return err
 	}
