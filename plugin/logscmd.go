@@ -238,10 +238,10 @@ func findDockerd(host string) (string, error) {
 	switch {
 	case len(named) == 1:
 		return named[0], nil
+	case len(all) == 1:
+		return all[0], nil
 	case len(named) == 0 && sock == "/var/run/docker.sock" && len(plain) == 1:
 		return plain[0], nil
-	case len(all) == 1 && len(named) == 0 && len(plain) == 0:
-		return all[0], nil
 	case len(all) == 0:
 		return "", errors.New("no dockerd runs on this host; fix: run on a manager, or pass --file with a copy of its log")
 	}
