@@ -177,3 +177,19 @@ func TestLogsJournal(t *testing.T) {
 		t.Fatalf("journalctl %q", args)
 	}
 }
+
+// An engine at --log-format json (25.0 and later) writes its own lines as
+// JSON; the plugin's stay logrus text (a logger of their own).
+func TestParseEngineJSONLine(t *testing.T) {
+	line := `{"level":"error","msg":"Handler for POST /v1.47/plugins/swarmkeep/enable returned error: dial unix /run/docker/plugins/` + newID + `/swarmkeep.sock: connect: no such file or directory","time":"2026-12-04T20:11:38.775355079Z"}`
+	e, ok := matchPluginLine(line, newID)
+	if !ok || !e.Engine || e.Level != "error" || e.Time.IsZero() || !strings.HasPrefix(e.Msg, "Handler for POST") {
+		t.Fatalf("%v %+v", ok, e)
+	}
+	if _, ok := matchPluginLine(`{"level":"info","msg":"shim disconnected","id":"`+newID+`"}`, newID); ok {
+		t.Fatal("the engine's info line about the plugin kept")
+	}
+	if _, _, ok := parseEngineLine("not a log line " + newID); ok {
+		t.Fatal("a line that is not logfmt parsed")
+	}
+}
