@@ -313,3 +313,17 @@ func TestHostAuditFile(t *testing.T) {
 		t.Errorf("off: %q", got)
 	}
 }
+
+func TestWhyAndLogsHelp(t *testing.T) {
+	for _, c := range []string{"why", "logs"} {
+		if code, usage, _ := runCLI(t, nil, "", c, "--help"); code != 0 || !strings.HasPrefix(usage, "Usage: swarmkeep "+c) {
+			t.Errorf("%s --help: exit %d %q", c, code, usage)
+		}
+		if _, out, _ := runCLI(t, nil, "", "--help"); !strings.Contains(out, "\n  "+c+" ") {
+			t.Errorf("help lacks %s", c)
+		}
+	}
+	if code, _, errOut := runCLI(t, nil, "", "why", "api", "--format", "yaml"); code != 2 || !strings.Contains(errOut, "text or json") {
+		t.Errorf("bad format: exit %d %s", code, errOut)
+	}
+}
