@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/sirupsen/logrus"
 	"github.com/swarmkeep/swarmkeep/driver/server"
 )
 
@@ -17,7 +18,7 @@ const servingGCPercent = 100
 func init() {
 	register("serve", command{
 		summary: "run the plugin: answer the engine on the plugin socket",
-		usage: `Usage: swarmkeep serve
+		usage: `Usage: swarmkeep serve [--stay-up]
 
 Runs the secretprovider plugin. This is the managed plugin's entrypoint; it
 reads its settings from the environment (config.json's Env, changed with
@@ -26,6 +27,12 @@ docker plugin set):
 ` + server.Usage() + `
 It stops on SIGTERM or SIGINT after the requests in flight are answered. It
 reopens the audit trail on SIGHUP, and notices a rotation by itself within 1s.
+
+  --stay-up   when a setting is wrong, or the audit trail or the access policy
+              cannot be opened, keep the plugin socket and answer every request
+              with the cause and the fix (/health says degraded with it)
+              instead of exiting; the managed plugin's entrypoint sets it, since
+              docker plugin enable would only say "dial unix ...: no such file"
 `,
 		run: runServe,
 	})
@@ -33,6 +40,7 @@ reopens the audit trail on SIGHUP, and notices a rotation by itself within 1s.
 
 func runServe(env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	stayUp := fs.Bool("stay-up", false, "answer with the cause when broken")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -40,9 +48,15 @@ func runServe(env *cliEnv, args []string) error {
 	if err := exactArgs(pos, 0, "no arguments"); err != nil {
 		return err
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	cfg, err := server.Load(env.getenv)
 	if err != nil {
-		return fmt.Errorf("bad settings (fix with docker plugin set): %w", err)
+		err = fmt.Errorf("bad settings (fix with docker plugin set): %w", err)
+		if *stayUp {
+			return serveBroken(ctx, env, err)
+		}
+		return err
 	}
 	if env.getenv("GOGC") == "" {
 		// Go's default target, set explicitly so the choice is visible:
@@ -51,13 +65,17 @@ func runServe(env *cliEnv, args []string) error {
 		// 10: 1,720 instead of 1,360 ms per 10,000 requests).
 		debug.SetGCPercent(servingGCPercent)
 	}
-	log := server.NewLogger(env.stderr, cfg.LogLevel)
-	srv, err := server.New(cfg, server.Options{Log: log, Stderr: env.stderr, Version: version})
+	// Info and debug lines to stdout, the rest to stderr: the engine logs
+	// the two streams at info and error (see server.NewEngineLogger).
+	// Audit copies (AUDIT_STDERR) are records, not errors: stdout too.
+	log := server.NewEngineLogger(env.stdout, env.stderr, cfg.LogLevel)
+	srv, err := server.New(cfg, server.Options{Log: log, Stderr: env.stdout, Version: version})
 	if err != nil {
+		if *stayUp {
+			return serveBroken(ctx, env, err)
+		}
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
 	serveErr := srv.Serve(ctx)
 	if ctx.Err() != nil {
 		log.Info("stopping on signal")
@@ -66,4 +84,20 @@ func runServe(env *cliEnv, args []string) error {
 		log.Warnf("closing: %v", err)
 	}
 	return serveErr
+}
+
+// serveBroken answers every request with cause until a signal: the plugin
+// cannot serve, and exiting would leave the operator with docker plugin
+// enable's "dial unix" (see server.Broken).
+func serveBroken(ctx context.Context, env *cliEnv, cause error) error {
+	log := server.NewEngineLogger(env.stdout, env.stderr, logrus.InfoLevel)
+	if err := server.NewBroken(env.getenv, cause, log, version).Serve(ctx); err != nil {
+		// Not even the socket: the engine's dial error is all that is
+		// left, and this line in its log.
+		return fmt.Errorf("%w (and %v)", cause, err)
+	}
+	if ctx.Err() != nil {
+		log.Info("stopping on signal")
+	}
+	return nil
 }

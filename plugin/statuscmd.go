@@ -241,6 +241,11 @@ func healthProblem(h metrics.Health) error {
 	if h.Status == metrics.StatusOK {
 		return nil
 	}
+	if h.Problem != "" {
+		// The plugin cannot serve at all (serve --stay-up): the cause
+		// carries its fix.
+		return errors.New(h.Problem)
+	}
 	var bad []string
 	for _, name := range sortedNames(h.Backends) {
 		if b := h.Backends[name]; !b.Ready {
@@ -270,6 +275,9 @@ func printStatus(w io.Writer, r statusReport) {
 		kv("policy", "%s (%s)", h.Policy, h.PolicyHash)
 	}
 	kv("status", "%s", h.Status)
+	if h.Problem != "" {
+		kv("problem", "%s", h.Problem)
+	}
 	kv("uptime", "%s", time.Duration(h.UptimeS)*time.Second)
 	var outcomes []string
 	for _, o := range sortedNames(h.Requests.Outcomes) {

@@ -14,7 +14,7 @@ import (
 // Health statuses.
 const (
 	StatusOK       = "ok"
-	StatusDegraded = "degraded" // a backend is not ready
+	StatusDegraded = "degraded" // a backend is not ready, or Problem is set
 )
 
 // Health is the /health document. swarmkeep status decodes it, so its JSON
@@ -26,7 +26,11 @@ type Health struct {
 	ConfigHash string `json:"config_hash"`
 	// Policy and PolicyHash name the access policy in force (a file, or
 	// the built-in default) and its content hash, updated on reload.
-	Policy     string                   `json:"policy,omitempty"`
+	Policy string `json:"policy,omitempty"`
+	// Problem is why the plugin answers every request with an error: its
+	// settings, audit trail or policy are broken. It names the setting
+	// and the fix, never a value (settings hold knobs and paths).
+	Problem    string                   `json:"problem,omitempty"`
 	PolicyHash string                   `json:"policy_hash,omitempty"`
 	UptimeS    int64                    `json:"uptime_s"`
 	Backends   map[string]BackendHealth `json:"backends"`
@@ -121,6 +125,9 @@ func (m *Metrics) Health() Health {
 	}
 	if m.o.Policy != nil {
 		h.Policy, h.PolicyHash = m.o.Policy()
+	}
+	if m.o.Problem != "" {
+		h.Status, h.Problem = StatusDegraded, m.o.Problem
 	}
 	for i := range m.rows[:len(m.rows)-1] {
 		st := m.rows[i].ready.Load()

@@ -103,6 +103,10 @@ type Options struct {
 	// hash for /health. It runs on every /health request, so a reloaded
 	// policy shows at once; it must be cheap.
 	Policy func() (source, hash string)
+	// Problem, when set, is why the plugin cannot serve at all (broken
+	// settings, an audit trail or policy it cannot open): /health then
+	// says degraded with it. Fixed at start, so it is read on each request.
+	Problem string
 }
 
 // Metrics counts answers and keeps what /health shows. It is safe for

@@ -8,13 +8,10 @@ import (
 	"github.com/swarmkeep/swarmkeep/driver"
 )
 
-// NewLogger is the plugin log: text lines with full timestamps, no colours.
+// NewLogger is a plugin log that writes every line to w, in the format
+// NewEngineLogger writes (tests and benchmarks read one stream).
 func NewLogger(w io.Writer, lvl logrus.Level) *logrus.Logger {
-	l := logrus.New()
-	l.SetOutput(w)
-	l.SetLevel(lvl)
-	l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
-	return l
+	return NewEngineLogger(w, w, lvl)
 }
 
 // logObserver logs every answer with the task's context. Failures go out at

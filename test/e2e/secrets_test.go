@@ -27,8 +27,9 @@ const (
 	logTimeout   = 15 * time.Second
 )
 
-// warnLevel matches the plugin's own level inside the engine's log line (text or JSON).
-var warnLevel = regexp.MustCompile(`level[\\"]*[=:][\\"]*warn`)
+// warnLevel matches a plugin warning in the engine's log line: the engine logs the plugin's
+// stderr at level=error and the plugin says "warning: " first (driver/server/logformat.go).
+var warnLevel = regexp.MustCompile(`level=error msg="warning: `)
 
 // doNotReuseField matches the plugin's log field saying it answered DoNotReuse.
 var doNotReuseField = regexp.MustCompile(`\b(do_not_reuse=true|donotreuse=true|reuse=false)\b`)
