@@ -31,10 +31,10 @@ type Auto struct {
 	Target func(name string) Target
 	// Leader tells whether this agent's node leads the swarm now.
 	Leader func(ctx context.Context) (bool, error)
-	// Roll rolls one service to version want; nil means [Roll] with
-	// RollOptions.
+	// Roll rolls one service to version want of the target; nil means
+	// [Roll] with the options RollOptions gives.
 	Roll        func(ctx context.Context, serviceID string, want uint64) (Result, error)
-	RollOptions func(want uint64) Options
+	RollOptions func(t Target, want uint64) Options
 	// Debounce: a name is acted on once no new version came for this
 	// long, so a burst of puts makes one rollout.
 	Debounce time.Duration
@@ -54,6 +54,7 @@ type Auto struct {
 }
 
 type job struct {
+	target             Target
 	name, backend      string
 	version            uint64
 	serviceID, service string
@@ -151,7 +152,7 @@ func (a *Auto) dispatch(ctx context.Context, name string, version uint64) error 
 		if !u.Auto || !u.Rollable() {
 			continue
 		}
-		j := &job{name: name, backend: t.Backend, version: version, serviceID: u.ID, service: u.Name}
+		j := &job{target: t, name: name, backend: t.Backend, version: version, serviceID: u.ID, service: u.Name}
 		a.mu.Lock()
 		if v, ok := a.failed[u.ID+"\x00"+name]; ok && version <= v {
 			a.mu.Unlock()
@@ -196,9 +197,9 @@ func (a *Auto) rollOne(ctx context.Context, j *job) {
 	roll := a.Roll
 	if roll == nil {
 		roll = func(ctx context.Context, id string, want uint64) (Result, error) {
-			o := Options{Want: want}
+			var o Options
 			if a.RollOptions != nil {
-				o = a.RollOptions(want)
+				o = a.RollOptions(j.target, want)
 			}
 			return Roll(ctx, a.API, id, o)
 		}

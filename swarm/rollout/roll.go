@@ -29,8 +29,15 @@ type Options struct {
 	Poll time.Duration
 	// Progress, when set, is called whenever the progress changes.
 	Progress func(Progress)
-	// Want is the version every new task must have been served, checked
-	// with Served once the update converged; 0 skips the check.
+	// Checks run once the update converged: every new task must have
+	// been served at least each check's version of its name.
+	Checks []Check
+}
+
+// Check is one stored name whose new version every new task must have
+// been served.
+type Check struct {
+	Name string
 	Want uint64
 	// Served reads what the plugin served (the audit trail).
 	Served func() (Served, error)
@@ -69,7 +76,7 @@ type Result struct {
 // completed and every task wanted runs the new spec, then checks what the
 // new tasks were served. It fails with a *Failure when the update pauses,
 // rolls back, is replaced by another update, or a new task was served an
-// older version than o.Want.
+// older version than a check wants.
 func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, error) {
 	if o.Poll <= 0 {
 		o.Poll = 500 * time.Millisecond
@@ -201,32 +208,32 @@ func updateMessage(us *swarm.UpdateStatus, ours bool) string {
 	return us.Message
 }
 
-// verify checks that every new task was served at least o.Want.
+// verify runs o's checks on the new tasks.
 func verify(res *Result, o Options) error {
-	if o.Want == 0 || o.Served == nil {
-		return nil
-	}
-	served, err := o.Served()
-	if err != nil {
-		return &Failure{Service: res.Service, Reason: fmt.Sprintf("converged, but the audit trail cannot be read to check the served versions: %v", err)}
-	}
-	var old, missing []string
-	for i := range res.Tasks {
-		t := &res.Tasks[i]
-		t.Version = served[t.ID]
-		switch {
-		case t.Version == 0:
-			missing = append(missing, short(t.ID))
-		case t.Version < o.Want:
-			old = append(old, fmt.Sprintf("%s (version %d)", short(t.ID), t.Version))
-		}
-	}
 	var reasons []string
-	if len(old) > 0 {
-		reasons = append(reasons, fmt.Sprintf("new tasks served an older version than %d: %s (a backend cache still held it? run the rollout again)", o.Want, strings.Join(old, ", ")))
-	}
-	if len(missing) > 0 {
-		reasons = append(reasons, fmt.Sprintf("no audit record of what new tasks %s were served (is this the trail of the manager that leads the swarm?)", strings.Join(missing, ", ")))
+	for _, c := range o.Checks {
+		served, err := c.Served()
+		if err != nil {
+			reasons = append(reasons, fmt.Sprintf("the audit trail cannot be read to check what was served: %v", err))
+			continue
+		}
+		var old, missing []string
+		for i := range res.Tasks {
+			t := &res.Tasks[i]
+			t.Version = served[t.ID]
+			switch {
+			case t.Version == 0:
+				missing = append(missing, short(t.ID))
+			case t.Version < c.Want:
+				old = append(old, fmt.Sprintf("%s (version %d)", short(t.ID), t.Version))
+			}
+		}
+		if len(old) > 0 {
+			reasons = append(reasons, fmt.Sprintf("new tasks were served %s older than version %d: %s (a backend cache still held it? run the rollout again)", c.Name, c.Want, strings.Join(old, ", ")))
+		}
+		if len(missing) > 0 {
+			reasons = append(reasons, fmt.Sprintf("no audit record of what new tasks %s were served of %s (is this the trail of the manager that leads the swarm?)", strings.Join(missing, ", "), c.Name))
+		}
 	}
 	if len(reasons) > 0 {
 		return &Failure{Service: res.Service, Reason: "converged, but " + strings.Join(reasons, "; ")}

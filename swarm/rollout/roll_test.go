@@ -17,7 +17,7 @@ func rollCtx(t *testing.T) context.Context {
 }
 
 func fastOptions(f *fakeSwarm, want uint64, progress *[]Progress) Options {
-	return Options{Poll: time.Microsecond, Want: want, Served: f.servedCopy, Progress: func(p Progress) {
+	return Options{Poll: time.Microsecond, Checks: []Check{{Name: "db", Want: want, Served: f.servedCopy}}, Progress: func(p Progress) {
 		if progress != nil {
 			*progress = append(*progress, p)
 		}
@@ -109,7 +109,7 @@ func TestRollFailsWhenANewTaskGotAnOlderVersion(t *testing.T) {
 	id := f.addService("web", 2, nil, nil, sec)
 	// The plugin still serves version 1 (a cache), though 2 is the latest.
 	_, err := Roll(rollCtx(t), f, id, fastOptions(f, 2, nil))
-	if err == nil || !strings.Contains(err.Error(), "older version than 2") || !strings.Contains(err.Error(), "service web") {
+	if err == nil || !strings.Contains(err.Error(), "older than version 2") || !strings.Contains(err.Error(), "service web") {
 		t.Fatalf("Roll = %v, want a failure naming web and the old version", err)
 	}
 	// No audit record at all: not verified, and said so.
@@ -117,7 +117,7 @@ func TestRollFailsWhenANewTaskGotAnOlderVersion(t *testing.T) {
 	sec = f2.addSecret("db", "swarmkeep", nil)
 	id = f2.addService("web", 1, nil, nil, sec)
 	o := fastOptions(f2, 1, nil)
-	o.Served = func() (Served, error) { return Served{}, nil }
+	o.Checks[0].Served = func() (Served, error) { return Served{}, nil }
 	if _, err := Roll(rollCtx(t), f2, id, o); err == nil || !strings.Contains(err.Error(), "no audit record") {
 		t.Fatalf("Roll without records = %v, want a failure saying so", err)
 	}
