@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/swarmkeep/swarmkeep/driver/audit"
 )
 
 // Event is one auto-rollout, for the audit trail and the log.
@@ -35,6 +36,8 @@ type Auto struct {
 	// [Roll] with the options RollOptions gives.
 	Roll        func(ctx context.Context, serviceID string, want uint64) (Result, error)
 	RollOptions func(t Target, want uint64) Options
+	// Timeout bounds one service's rollout (0: none).
+	Timeout time.Duration
 	// Debounce: a name is acted on once no new version came for this
 	// long, so a burst of puts makes one rollout.
 	Debounce time.Duration
@@ -205,7 +208,12 @@ func (a *Auto) rollOne(ctx context.Context, j *job) {
 		}
 	}
 	log.Info("auto-rollout started")
-	res, err := roll(ctx, j.serviceID, j.version)
+	rctx, cancel := ctx, context.CancelFunc(func() {})
+	if a.Timeout > 0 {
+		rctx, cancel = context.WithTimeout(ctx, a.Timeout)
+	}
+	res, err := roll(rctx, j.serviceID, j.version)
+	cancel()
 	ev := Event{Name: j.name, Version: j.version, Backend: j.backend, Service: j.service, ServiceID: j.serviceID, Err: err, Took: res.Took}
 	if ctx.Err() != nil && err != nil {
 		log.WithError(err).Warn("auto-rollout interrupted: the agent is stopping")
@@ -226,4 +234,22 @@ func (a *Auto) rollOne(ctx context.Context, j *job) {
 		return
 	}
 	log.WithField("took", res.Took.Round(time.Millisecond)).Infof("auto-rollout done: %d task(s) on version %d", len(res.Tasks), j.version)
+}
+
+// ClassRollout is the class of the audit record of an auto-rollout. Such a
+// record names no task: it says that the agent rolled Service to Version of
+// Stored (decision allow) or failed to (decision error, with the reason).
+const ClassRollout = "rollout"
+
+// Record is the audit record of the rollout, made at the given time.
+func (e Event) Record(at time.Time) audit.Record {
+	r := audit.Record{
+		V: audit.FormatVersion, Time: at.UTC(), Stored: e.Name, Version: e.Version, Backend: e.Backend,
+		Service: e.Service, ServiceID: e.ServiceID, Decision: audit.DecisionAllow, Class: ClassRollout,
+		LatencyMS: float64(e.Took.Microseconds()) / 1000,
+	}
+	if e.Err != nil {
+		r.Decision, r.Error = audit.DecisionError, e.Err.Error()
+	}
+	return r
 }

@@ -1,15 +1,19 @@
 package rollout
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/swarmkeep/swarmkeep/driver/audit"
 )
 
 // chanSource is a Source fed by the test.
@@ -269,5 +273,33 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRolloutRecordIsAnAuditRecordThatServesNothing: the audit trail reader
+// takes it, and it never passes for a task served a version.
+func TestRolloutRecordIsAnAuditRecordThatServesNothing(t *testing.T) {
+	var buf bytes.Buffer
+	for _, ev := range []Event{
+		{Name: "api", Version: 3, Backend: "local", Service: "web", ServiceID: "w1", Took: 1500 * time.Millisecond},
+		{Name: "api", Version: 4, Backend: "local", Service: "web", ServiceID: "w1", Err: &Failure{Service: "web", RolledBack: true, Reason: "rollback_completed"}},
+	} {
+		b, err := json.Marshal(ev.Record(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(append(b, '\n'))
+	}
+	var got []audit.Record
+	if _, err := audit.Scan(bytes.NewReader(buf.Bytes()), audit.Filter{Service: "web"}, func(r audit.Record) error { got = append(got, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Class != ClassRollout || got[0].Decision != audit.DecisionAllow || got[0].LatencyMS != 1500 ||
+		got[1].Decision != audit.DecisionError || !strings.Contains(got[1].Error, "rolled itself back") || got[1].Version != 4 {
+		t.Fatalf("records %+v", got)
+	}
+	served, err := ServedFrom(Target{Name: "api", Backend: "local"}, bytes.NewReader(buf.Bytes()))
+	if err != nil || len(served) != 0 {
+		t.Fatalf("rollout records count as served: %v %v", served, err)
 	}
 }
