@@ -193,7 +193,12 @@ func (f *fakeSwarm) step(svc *swarm.Service) {
 			if f.failureAction == swarm.UpdateFailureActionPause {
 				us.State, us.Message = swarm.UpdateStatePaused, "update paused due to failure or early termination of task x"
 			} else {
+				// As Swarm does: the previous spec comes back in the
+				// same write as the rollback status.
 				us.State, us.Message = swarm.UpdateStateRollbackStarted, "update rolled back due to failure or early termination of task x"
+				start := f.tick()
+				us.StartedAt = &start
+				svc.Spec.TaskTemplate.ForceUpdate--
 			}
 			svc.Meta.UpdatedAt = f.tick()
 			return

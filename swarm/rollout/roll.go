@@ -109,6 +109,13 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 			}
 			return Result{}, fmt.Errorf("service %s: inspecting: %w", name, err)
 		}
+		us := svc.UpdateStatus
+		ours := us != nil && us.StartedAt != nil && us.StartedAt.After(before.Meta.UpdatedAt)
+		// Before the spec check: a rollback puts the previous spec back
+		// (ForceUpdate included) in the same write as its status.
+		if ours && strings.HasPrefix(string(us.State), "rollback") {
+			return Result{}, &Failure{Service: name, RolledBack: true, Reason: fmt.Sprintf("%s: %s", us.State, us.Message)}
+		}
 		if svc.Spec.TaskTemplate.ForceUpdate != force {
 			return Result{}, &Failure{Service: name, Reason: "another update of the service replaced this rollout; run it again"}
 		}
@@ -121,8 +128,6 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		}
 		fresh, stale, pending := classify(tasks, force)
 		total := wanted(svc, len(fresh)+len(stale)+pending)
-		us := svc.UpdateStatus
-		ours := us != nil && us.StartedAt != nil && us.StartedAt.After(before.Meta.UpdatedAt)
 		state := "pending"
 		if ours {
 			state = string(us.State)
@@ -131,8 +136,6 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		case !ours:
 		case us.State == swarm.UpdateStatePaused:
 			return Result{}, &Failure{Service: name, Reason: "the update paused (UpdateConfig FailureAction pause): " + us.Message}
-		case strings.HasPrefix(string(us.State), "rollback"):
-			return Result{}, &Failure{Service: name, RolledBack: true, Reason: fmt.Sprintf("%s: %s", us.State, us.Message)}
 		case us.State == swarm.UpdateStateCompleted:
 			state = "converging"
 			if len(stale) == 0 && pending == 0 && len(fresh) >= total {
