@@ -58,7 +58,8 @@ func (g *rmGuard) check(ctx context.Context, env *cliEnv, s *store.Store, name s
 	defer cancel()
 	users, err := g.users(ctx, name)
 	if err != nil {
-		fmt.Fprintf(env.stderr, "note: could not check whether a service uses %s (%v); removing it anyway\n", name, err)
+		// Not named: the name may not exist (a value typed in the wrong place).
+		fmt.Fprintf(env.stderr, "note: could not check whether a service uses it (%v); removing it anyway\n", err)
 		return nil
 	}
 	if len(users.Services) == 0 {

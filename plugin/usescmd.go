@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -213,13 +214,24 @@ func runUses(env *cliEnv, args []string) error {
 			rep.Annotate(served)
 		}
 	}
+	var latestErr error
 	if s, err := sf.open(ctx); err != nil {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("latest version unknown: %v", err))
+		latestErr = err
 	} else {
-		if rep.Latest, err = latestVersion(ctx, s, t.Name); err != nil {
-			rep.Notes = append(rep.Notes, fmt.Sprintf("latest version unknown: %v", err))
-		}
+		rep.Latest, latestErr = latestVersion(ctx, s, t.Name)
 		s.Close()
+	}
+	if latestErr != nil {
+		if len(rep.Secrets) == 0 {
+			// Neither stored nor named by a secret: maybe a value typed
+			// in the wrong place, so it is not echoed.
+			const msg = "argument 1 is neither stored nor resolved to by a secret object of the plugin (not shown: it could be a value)"
+			if errors.Is(latestErr, backend.ErrNotFound) {
+				return errors.New(msg + "; swarmkeep ls lists the names")
+			}
+			return fmt.Errorf("%s; the store cannot be read to tell: %w", msg, latestErr)
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("latest version unknown: %v", latestErr))
 	}
 	if *format == "json" {
 		enc := json.NewEncoder(env.stdout)

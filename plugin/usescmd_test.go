@@ -115,6 +115,10 @@ func TestUsesShowsServicesTasksAndMixedVersions(t *testing.T) {
 	if strings.Contains(out, "prod") {
 		t.Errorf("uses api lists api-prod's service:\n%s", out)
 	}
+	// Neither stored nor a secret's: not echoed.
+	if code, _, errOut := runCLI(t, env, "", "uses", "MyS3cretPassw0rd"); code != 1 || strings.Contains(errOut, "S3cret") || !strings.Contains(errOut, "not shown") {
+		t.Fatalf("uses of an unknown name: %d %q", code, errOut)
+	}
 
 	var rep usesReport
 	if err := json.Unmarshal([]byte(mustRun(t, env, "", "uses", "api", "--format", "json")), &rep); err != nil {
@@ -135,7 +139,7 @@ func TestRmRefusesANameAServiceUses(t *testing.T) {
 
 	// No Docker: removed, with a note saying the check was not made.
 	code, _, errOut := runCLI(t, env, "", "rm", "unused")
-	if code != 0 || !strings.Contains(errOut, "could not check whether a service uses unused") {
+	if code != 0 || !strings.Contains(errOut, "could not check whether a service uses it") {
 		t.Fatalf("rm without Docker: exit %d %q", code, errOut)
 	}
 

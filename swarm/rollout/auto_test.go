@@ -56,7 +56,7 @@ func newAutoHarness(t *testing.T) (*autoHarness, *Auto) {
 			return Target{Name: name, Backend: "local", Default: "local", Plugins: []string{"swarmkeep"}}
 		},
 		Leader:     func(context.Context) (bool, error) { return h.leader.Load(), nil },
-		Debounce:   20 * time.Millisecond,
+		Debounce:   200 * time.Millisecond, // well above scheduling delays under -race on a busy machine
 		BackoffMin: time.Millisecond,
 		Log:        log,
 		Roll: func(ctx context.Context, id string, want uint64) (Result, error) {
@@ -143,12 +143,12 @@ func TestAutoRollsOnlyOptedInServicesOnTheLeaderDebounced(t *testing.T) {
 	if ev.Service != "auto" || ev.Version != 4 || ev.Name != "api" || ev.Err != nil || ev.Backend != "local" {
 		t.Fatalf("rollout %+v, want auto to api version 4", ev)
 	}
-	h.noRecord(t, 100*time.Millisecond)
+	h.noRecord(t, 400*time.Millisecond)
 
 	// Not the leader: nothing happens.
 	h.leader.Store(false)
 	h.src <- Change{Name: "api", Version: 5}
-	h.noRecord(t, 100*time.Millisecond)
+	h.noRecord(t, 400*time.Millisecond)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.rolls) != 1 {
@@ -169,7 +169,7 @@ func TestAutoRetriesAFailedRolloutOnlyAfterANewVersion(t *testing.T) {
 	// The same version reported again (another snapshot, a restart of the
 	// source): not retried.
 	h.src <- Change{Name: "api", Version: 2}
-	h.noRecord(t, 100*time.Millisecond)
+	h.noRecord(t, 400*time.Millisecond)
 	h.fail.Store(false)
 	h.src <- Change{Name: "api", Version: 3}
 	if ev := h.waitRecord(t); ev.Err != nil || ev.Version != 3 {
@@ -188,9 +188,9 @@ func TestAutoRunsOneRolloutPerServiceAtATime(t *testing.T) {
 	// Two more versions while the first rollout runs: they queue as one,
 	// the latest.
 	h.src <- Change{Name: "api", Version: 3}
-	time.Sleep(50 * time.Millisecond) // past the debounce, so 3 is dispatched alone
+	time.Sleep(400 * time.Millisecond) // past the debounce, so 3 is dispatched alone
 	h.src <- Change{Name: "api", Version: 4}
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond)
 	h.release <- struct{}{}
 	h.waitRecord(t)
 	h.release <- struct{}{}
@@ -213,7 +213,7 @@ func TestAutoBacksOffWhileDockerFails(t *testing.T) {
 	h.f.mu.Unlock()
 	h.start(t, a)
 	h.src <- Change{Name: "api", Version: 2}
-	h.noRecord(t, 50*time.Millisecond)
+	h.noRecord(t, 400*time.Millisecond)
 	h.f.mu.Lock()
 	h.f.listErr = nil
 	h.f.mu.Unlock()

@@ -30,6 +30,7 @@ type fakeSwarm struct {
 	delayStart    int    // inspections before the updater starts
 	failAfter     int    // batches after which the update fails (0: never)
 	failureAction string // what a failure does: rollback or pause
+	crashLate     bool   // a new task crashes (and is replaced) after the update completed
 	updates       int    // ServiceUpdate calls that succeeded
 	listErr       error
 }
@@ -167,6 +168,18 @@ func (f *fakeSwarm) step(svc *swarm.Service) {
 	us := svc.UpdateStatus
 	updating := us != nil && us.State == swarm.UpdateStateUpdating
 	if len(old) == 0 && !updating {
+		if f.crashLate && f.updates > 0 && us != nil && us.State == swarm.UpdateStateCompleted {
+			// A task slow to start fails after Swarm's monitor window:
+			// the restart policy replaces it, the update stays completed.
+			f.crashLate = false
+			for i, t := range f.tasks {
+				if t.ServiceID == svc.ID && t.DesiredState == swarm.TaskStateRunning {
+					f.tasks[i].DesiredState, f.tasks[i].Status.State, f.tasks[i].Status.Err = swarm.TaskStateShutdown, swarm.TaskStateFailed, "task: non-zero exit (1)"
+					f.newTask(svc, t.Slot)
+					break
+				}
+			}
+		}
 		return
 	}
 	if !updating {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -29,6 +30,10 @@ type Options struct {
 	Poll time.Duration
 	// Progress, when set, is called whenever the progress changes.
 	Progress func(Progress)
+	// Settle is how long the new tasks must stay up, unchanged, after
+	// Swarm says the update completed; 0 means the service's update
+	// monitor period (Swarm's default 5s when it sets none).
+	Settle time.Duration
 	// Checks run once the update converged: every new task must have
 	// been served at least each check's version of its name.
 	Checks []Check
@@ -96,6 +101,15 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		last = p
 	}
 	report(Progress{State: "requested", Message: fmt.Sprintf("update %d of the task template requested", force)})
+	settle := o.Settle
+	if settle <= 0 {
+		settle = PlanOf(before).Monitor
+	}
+	var (
+		knownFailed map[string]string
+		settledAt   time.Time
+		settledSet  map[string]bool
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -137,11 +151,34 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		case us.State == swarm.UpdateStatePaused:
 			return Result{}, &Failure{Service: name, Reason: "the update paused (UpdateConfig FailureAction pause): " + us.Message}
 		case us.State == swarm.UpdateStateCompleted:
+			// Swarm judges a new task only within its monitor window
+			// from creation; one slow to start can fail after it, with
+			// the update "completed". So the new tasks must then stay
+			// up, unchanged, for one more monitor period, and no task
+			// of the new spec may fail meanwhile.
+			failed := failedTasks(tasks, force)
+			if knownFailed == nil {
+				knownFailed = failed // tolerated by Swarm (MaxFailureRatio)
+			}
+			for id, msg := range failed {
+				if _, ok := knownFailed[id]; !ok {
+					return Result{}, &Failure{Service: name, Reason: fmt.Sprintf("task %s of the new spec failed after the update completed (%s); every task it starts gets the same value", short(id), msg)}
+				}
+			}
 			state = "converging"
 			if len(stale) == 0 && pending == 0 && len(fresh) >= total {
-				report(Progress{State: "completed", Updated: len(fresh), Total: total})
-				res := Result{Service: name, Tasks: fresh, Took: time.Since(start)}
-				return res, verify(&res, o)
+				ids := taskSet(fresh)
+				if settledAt.IsZero() || !maps.Equal(ids, settledSet) {
+					settledAt, settledSet = time.Now(), ids
+				}
+				if time.Since(settledAt) >= settle {
+					report(Progress{State: "completed", Updated: len(fresh), Total: total})
+					res := Result{Service: name, Tasks: fresh, Took: time.Since(start)}
+					return res, verify(&res, o)
+				}
+				state = "settling"
+			} else {
+				settledAt = time.Time{}
 			}
 		}
 		report(Progress{State: state, Updated: len(fresh), Total: total, Message: updateMessage(us, ours)})
@@ -193,6 +230,26 @@ func classify(tasks []swarm.Task, force uint64) (fresh []Task, stale []Task, pen
 		return fresh[i].Slot < fresh[j].Slot || fresh[i].Slot == fresh[j].Slot && fresh[i].ID < fresh[j].ID
 	})
 	return fresh, stale, pending
+}
+
+// failedTasks are the tasks of the new spec that failed or were rejected,
+// with Swarm's reason.
+func failedTasks(tasks []swarm.Task, force uint64) map[string]string {
+	out := map[string]string{}
+	for _, tk := range tasks {
+		if tk.Spec.ForceUpdate == force && (tk.Status.State == swarm.TaskStateFailed || tk.Status.State == swarm.TaskStateRejected) {
+			out[tk.ID] = strings.TrimSpace(tk.Status.Err + " " + tk.Status.Message)
+		}
+	}
+	return out
+}
+
+func taskSet(tasks []Task) map[string]bool {
+	out := make(map[string]bool, len(tasks))
+	for _, t := range tasks {
+		out[t.ID] = true
+	}
+	return out
 }
 
 // wanted is the number of tasks the service should run: its replicas, or

@@ -17,7 +17,7 @@ func rollCtx(t *testing.T) context.Context {
 }
 
 func fastOptions(f *fakeSwarm, want uint64, progress *[]Progress) Options {
-	return Options{Poll: time.Microsecond, Checks: []Check{{Name: "db", Want: want, Served: f.servedCopy}}, Progress: func(p Progress) {
+	return Options{Poll: time.Microsecond, Settle: 5 * time.Millisecond, Checks: []Check{{Name: "db", Want: want, Served: f.servedCopy}}, Progress: func(p Progress) {
 		if progress != nil {
 			*progress = append(*progress, p)
 		}
@@ -100,6 +100,20 @@ func TestRollFailsNamingAServiceThatRollsBack(t *testing.T) {
 				t.Fatalf("IsRolledBack = %v for %s: %v", IsRolledBack(err), action, err)
 			}
 		})
+	}
+}
+
+// TestRollFailsWhenANewTaskFailsAfterCompletion: a task that failed after
+// Swarm's monitor window leaves the update "completed" while the service
+// crash-loops on the new value; seen on a loaded engine in e2e.
+func TestRollFailsWhenANewTaskFailsAfterCompletion(t *testing.T) {
+	f := newFake()
+	sec := f.addSecret("db", "swarmkeep", nil)
+	id := f.addService("api", 2, nil, &swarm.UpdateConfig{Parallelism: 2}, sec)
+	f.version, f.crashLate = 2, true
+	_, err := Roll(rollCtx(t), f, id, fastOptions(f, 2, nil))
+	if err == nil || !strings.Contains(err.Error(), "failed after the update completed") || !strings.Contains(err.Error(), "service api") {
+		t.Fatalf("Roll = %v, want a failure naming api and the late task failure", err)
 	}
 }
 

@@ -196,6 +196,9 @@ func TestRolloutOfABadValueRollsBackThenRollbackRestores(t *testing.T) {
 	svcN := svcName("fragile")
 	svc := createServiceWith(t, svcN, 2, func(s *swarm.ServiceSpec) {
 		startFirst(1, swarm.UpdateFailureActionRollback)(s)
+		// Swarm counts a failure only within the monitor window from a task's
+		// creation: long enough for a container to start on a loaded machine.
+		s.UpdateConfig.Monitor = 5 * time.Second
 		s.TaskTemplate.ContainerSpec.Command = []string{"sh", "-c", "if grep -q =bad /run/secrets/v; then exit 1; fi; trap 'exit 0' TERM; sleep 3600 & wait"}
 	}, secretRef(id, name, "v"))
 	assertSecretInTasks(t, waitRunning(t, svc, 2, startTimeout, nil), "v", []byte(name+"=good"))
