@@ -200,8 +200,12 @@ func rolloutNames(ctx context.Context, env *cliEnv, s *store.Store, sf storeFlag
 func rolloutFailed(err error, names []string, left []*rolled) error {
 	msg := err.Error()
 	if rollout.IsRolledBack(err) {
-		msg += fmt.Sprintf("; its spec is back, but every task it starts still gets the latest %s from the store: swarmkeep rollback %s makes the previous value current again",
-			strings.Join(names, ", "), names[0])
+		fix := "swarmkeep rollback NAME"
+		if len(names) == 1 {
+			fix = "swarmkeep rollback " + names[0]
+		}
+		msg += fmt.Sprintf("; its spec is back, but every task it starts still gets the latest %s from the store: %s makes the previous value current again",
+			strings.Join(names, ", "), fix)
 	}
 	var f *rollout.Failure
 	if errors.As(err, &f) && !f.RolledBack && strings.Contains(f.Reason, "paused") {
