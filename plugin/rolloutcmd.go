@@ -86,7 +86,7 @@ func runRollout(env *cliEnv, args []string) error {
 		return err
 	}
 	if len(names) == 0 {
-		return fmt.Errorf("%w: want NAME...", errUsage)
+		return fmt.Errorf("%w: want one or more NAME arguments", errUsage)
 	}
 	for _, n := range names {
 		if err := store.ValidateName(n); err != nil {
