@@ -130,14 +130,30 @@ func TestRolloutStartFirstKeepsReplicasAndSparesPrefixNames(t *testing.T) {
 	assertSecretInTasks(t, tasks, "v", []byte(name+"=v1"))
 	prodBefore := taskIDs(waitRunning(t, prod, 1, startTimeout, nil))
 
+	// A put alone, then a replica that crashes: it comes back with version 2, the
+	// others keep version 1, and uses says the service is mixed.
+	put(t, name, []byte(name+"=v2"))
+	ctx := ctxFor(t, 30*time.Second)
+	if err := E.cli.ContainerKill(ctx, containerOf(t, tasks[0]), "KILL"); err != nil {
+		t.Fatalf("killing a replica: %v", err)
+	}
+	tasks = waitRunning(t, svc, 6, startTimeout, func(tk swarm.Task) bool { return tk.ID != tasks[0].ID })
+	if rep := usesJSON(t, name); len(rep.Services) != 1 || !rep.Services[0].Mixed || len(rep.Services[0].Versions) != 2 {
+		t.Errorf("uses after a crashed replica came back on version 2: %+v, want one service, mixed 1 and 2", rep)
+	}
+	// rm refuses a name a service uses.
+	if out, errOut, err := swarmkeepCmd(t, nil, "rm", name, "--plugin", E.plugin); err == nil || !strings.Contains(errOut, "used by service(s) "+svcName("roll")) {
+		t.Errorf("rm of a used name: %v\n%s%s", err, out, errOut)
+	}
+
 	stop := make(chan struct{})
 	var minRunning, samples int
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); minRunning, samples = sampleRunning(svc, stop) }()
-	recordValue("put "+name, []byte(name+"=v2"))
+	recordValue("put "+name, []byte(name+"=v3"))
 	start := time.Now()
-	out, errOut, err := swarmkeepCmd(t, []byte(name+"=v2"), "put", name, "--rollout", "--plugin", E.plugin, "--timeout", rolloutTimeout.String())
+	out, errOut, err := swarmkeepCmd(t, []byte(name+"=v3"), "put", name, "--rollout", "--plugin", E.plugin, "--timeout", rolloutTimeout.String())
 	took := time.Since(start)
 	close(stop)
 	wg.Wait()
@@ -154,7 +170,7 @@ func TestRolloutStartFirstKeepsReplicasAndSparesPrefixNames(t *testing.T) {
 			t.Errorf("task %.12s was not replaced", tk.ID)
 		}
 	}
-	assertSecretInTasks(t, after, "v", []byte(name+"=v2"))
+	assertSecretInTasks(t, after, "v", []byte(name+"=v3"))
 	if got := taskIDs(waitRunning(t, prod, 1, startTimeout, nil)); !equalSets(got, prodBefore) {
 		t.Errorf("service using %s was rolled by a rollout of %s", prodName, name)
 	}
@@ -162,27 +178,35 @@ func TestRolloutStartFirstKeepsReplicasAndSparesPrefixNames(t *testing.T) {
 		t.Errorf("rollout output names the api-prod service:\n%s", out)
 	}
 
-	// uses: the service, every task on version 2, nothing mixed, not api-prod's service.
+	// uses: the service, every task on version 3, nothing mixed, not api-prod's service.
+	if rep := usesJSON(t, name); rep.Latest != 3 || len(rep.Services) != 1 || rep.Services[0].Name != svcName("roll") || rep.Services[0].Mixed ||
+		len(rep.Services[0].Versions) != 1 || rep.Services[0].Versions[0] != 3 || len(rep.Services[0].Tasks) != 6 {
+		t.Errorf("uses %s after the rollout: %+v", name, rep)
+	}
+}
+
+type usesDoc struct {
+	Latest   uint64
+	Services []struct {
+		Name     string
+		Mixed    bool
+		Versions []uint64
+		Tasks    []struct{ ID string }
+	}
+}
+
+// usesJSON runs swarmkeep uses NAME --format json.
+func usesJSON(t *testing.T, name string) usesDoc {
+	t.Helper()
 	js, errOut, err := swarmkeepCmd(t, nil, "uses", name, "--format", "json", "--plugin", E.plugin)
 	if err != nil {
 		t.Fatalf("uses: %v: %s", err, errOut)
 	}
-	var rep struct {
-		Latest   uint64
-		Services []struct {
-			Name     string
-			Mixed    bool
-			Versions []uint64
-			Tasks    []struct{ ID string }
-		}
-	}
+	var rep usesDoc
 	if err := json.Unmarshal([]byte(js), &rep); err != nil {
 		t.Fatalf("uses --format json: %v\n%s", err, js)
 	}
-	if rep.Latest != 2 || len(rep.Services) != 1 || rep.Services[0].Name != svcName("roll") || rep.Services[0].Mixed ||
-		len(rep.Services[0].Versions) != 1 || rep.Services[0].Versions[0] != 2 || len(rep.Services[0].Tasks) != 6 {
-		t.Errorf("uses %s after the rollout: %s", name, js)
-	}
+	return rep
 }
 
 // A value that makes the task exit fails the update; the service rolls itself back
