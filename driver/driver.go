@@ -188,10 +188,7 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 	if err := d.authorize(&req, spec, ev); err != nil {
 		return nil, err
 	}
-	name := spec.Backend
-	if name == "" {
-		name = d.dflt
-	}
+	name := spec.Route(d.dflt)
 	ev.Backend = name
 	route, ok := d.routes[name]
 	if !ok {

@@ -256,6 +256,17 @@ func (s Spec) AllowsService(service string) bool {
 	return false
 }
 
+// Route names the backend instance that answers for the secret: its
+// swarmkeep.backend label, else dflt, the plugin's default instance. Tools
+// that must agree with the plugin on where a secret is read (swarmkeep uses,
+// rollout) call this rather than repeat the rule.
+func (s Spec) Route(dflt string) string {
+	if s.Backend != "" {
+		return s.Backend
+	}
+	return dflt
+}
+
 // ValidInstanceName reports whether s can name a backend instance: names appear in labels, settings and
 // metrics, so they stay short and plain.
 func ValidInstanceName(s string) bool {

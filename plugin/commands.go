@@ -30,15 +30,18 @@ derived from the passphrase with argon2id.
 	})
 	register("put", command{
 		summary: "store a new version of a value (from stdin or --file)",
-		usage: `Usage: swarmkeep put NAME [--file FILE] [store flags]
+		usage: `Usage: swarmkeep put NAME [--file FILE] [--rollout [rollout flags]] [store flags]
 
 Stores the value as a new version of NAME. The value comes from FILE, from
 stdin, or is typed at a hidden prompt; never from the command line. The bytes
 are stored exactly (printf, not echo, avoids a trailing newline). A running
-plugin serves the new version to the next task.
+plugin serves the new version to the next task; running tasks keep theirs
+until a rollout (--rollout, swarmkeep rollout NAME, or the agent for services
+labelled swarmkeep.rollout=auto).
 
   --file FILE   read the value from FILE ("-" is stdin)
-` + storeFlagsUsage,
+  --rollout     then roll out every service that uses NAME (see swarmkeep rollout --help)
+` + rolloutFlagsUsage + storeFlagsUsage,
 		run: runPut(),
 	})
 	register("get", command{
@@ -53,8 +56,17 @@ plugin serves the new version to the next task.
 	})
 	register("rm", command{
 		summary: "remove a name, or one version of it",
-		usage:   "Usage: swarmkeep rm NAME [--version N] [store flags]\n\n  --version N   remove only this version (default: the name and all its versions)\n" + storeFlagsUsage,
-		run:     runRm(),
+		usage: `Usage: swarmkeep rm NAME [--version N] [--force] [store flags]
+
+Refuses to remove a name that a service uses (see swarmkeep uses), or its
+latest or a pinned version, unless --force: its next tasks would fail or get
+another version. When the Docker API cannot be asked (no engine, not a
+manager) it says so and removes anyway.
+
+  --version N   remove only this version (default: the name and all its versions)
+  --force       remove even when services use it
+` + usesFlagsUsage + storeFlagsUsage,
+		run: runRm(),
 	})
 	register("verify", command{
 		summary: "open every version of every record and report any that fail",
@@ -113,8 +125,10 @@ func runInit(env *cliEnv, args []string) error {
 
 func runPut() func(*cliEnv, []string) error {
 	var file string
+	var roll putRollout
 	return storeCommand("put", 1, "NAME", func(fs *flag.FlagSet) {
 		fs.StringVar(&file, "file", "", "read the value from FILE")
+		roll.bind(fs)
 	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
 		if err := store.ValidateName(pos[0]); err != nil {
 			return err
@@ -129,7 +143,7 @@ func runPut() func(*cliEnv, []string) error {
 			return err
 		}
 		fmt.Fprintf(env.stderr, "stored %s version %d\n", pos[0], ver)
-		return nil
+		return roll.run(ctx, env, s, pos[0])
 	})
 }
 
@@ -179,9 +193,14 @@ func runLs(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error
 
 func runRm() func(*cliEnv, []string) error {
 	var version uint64
+	var guard rmGuard
 	return storeCommand("rm", 1, "NAME", func(fs *flag.FlagSet) {
 		fs.Uint64Var(&version, "version", 0, "version")
+		guard.bind(fs)
 	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+		if err := guard.check(ctx, env, s, pos[0], version); err != nil {
+			return err
+		}
 		if err := s.Remove(ctx, pos[0], version); err != nil {
 			return err
 		}

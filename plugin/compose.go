@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/swarm/rollout"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -228,16 +229,8 @@ type plan struct {
 }
 
 // samePlugin compares driver names the way the engine resolves them: a
-// name without a tag means :latest.
-func samePlugin(a, b string) bool {
-	norm := func(s string) string {
-		if i := strings.LastIndex(s, ":"); i < 0 || strings.Contains(s[i:], "/") {
-			return s + ":latest"
-		}
-		return s
-	}
-	return a != "" && norm(a) == norm(b)
-}
+// name without a tag means :latest. One rule for check, uses and rollout.
+func samePlugin(a, b string) bool { return rollout.SamePlugin(a, b) }
 
 // anyPlugin reports whether driver names one of plugins.
 func anyPlugin(driver string, plugins []string) bool {

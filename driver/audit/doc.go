@@ -38,7 +38,10 @@
 //	            refused the read: classes denied and policy_denied) or "error"
 //	class       the outcome class: ok, bad_request, bad_label, unknown_backend,
 //	            not_found, invalid_reference, corrupt, denied, unavailable,
-//	            timeout, invalid_value (and policy_denied, reserved)
+//	            timeout, invalid_value (and policy_denied, reserved); and
+//	            rollout: not an answer but an auto-rollout by swarmkeep agent
+//	            (service, stored, version; allow when it converged, error
+//	            with the reason when not), a record with no task
 //	cached      a cache answered a fresh copy without asking the backend
 //	do_not_reuse what the engine was told (false on failures)
 //	latency_ms  time to answer, in milliseconds, microsecond precision
