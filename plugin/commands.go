@@ -6,11 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -42,14 +45,31 @@ plugin serves the new version to the next task.
 		run: runPut(),
 	})
 	register("get", command{
-		summary: "write a stored value to stdout",
-		usage:   "Usage: swarmkeep get NAME [--version N] [store flags]\n\n  --version N   a pinned version (default the latest)\n" + storeFlagsUsage,
-		run:     runGet(),
+		summary: "write a stored value to stdout (with --format, its metadata only)",
+		usage: `Usage: swarmkeep get NAME [--version N] [--format F] [store flags]
+
+Writes the value of NAME to stdout, byte for byte. With --format, prints the
+version's metadata instead and never reads the value: the struct has no
+field for it.
+
+  --version N    a pinned version (default the latest)
+` + formatUsage("{{.Version}} {{.Size}}", ".Name .Version .Created .Size .Kept (versions kept);\n"+
+			"                 JSON: name, version, created, size, kept") + storeFlagsUsage,
+		run: runGet(),
 	})
 	register("ls", command{
 		summary: "list names, versions, dates and sizes (never values)",
-		usage:   "Usage: swarmkeep ls [NAME] [store flags]\n\nWithout NAME, one line per name; with NAME, one line per version.\n" + storeFlagsUsage,
-		run:     storeCommand("ls", -1, "at most one NAME", nil, runLs),
+		usage: `Usage: swarmkeep ls [NAME] [--prefix P | --filter name=P]... [-q] [--format F] [store flags]
+
+Without NAME, one line per name, sorted by name; with NAME, one line per kept
+version of it, oldest first. Never a value.
+
+  --prefix P           only names that start with P (app/ lists app/db and app/tls/key)
+  -f, --filter name=P  the same, as docker ls writes it; repeat either for any of several
+  -q, --quiet          names only (with NAME: version numbers only)
+` + formatUsage("{{.Name}} {{.Latest}}", ".Name .Versions .Latest .Updated .Size\n"+
+			"                 (with NAME: .Name .Version .Created .Size; JSON: snake_case keys)") + storeFlagsUsage,
+		run: runLs(),
 	})
 	register("rm", command{
 		summary: "remove a name, or one version of it",
@@ -133,22 +153,140 @@ func runPut() func(*cliEnv, []string) error {
 	})
 }
 
+// getInfo is what get --format shows: metadata, never the value.
+type getInfo struct {
+	Name    string    `json:"name"`
+	Version uint64    `json:"version"`
+	Created time.Time `json:"created"`
+	Size    int       `json:"size"`
+	Kept    int       `json:"kept"`
+}
+
 func runGet() func(*cliEnv, []string) error {
 	var version uint64
+	var format string
 	return storeCommand("get", 1, "NAME", func(fs *flag.FlagSet) {
 		fs.Uint64Var(&version, "version", 0, "version")
+		fs.StringVar(&format, "format", "", "metadata as table, json or a template")
 	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
-		sec, err := s.Get(ctx, pos[0], version)
+		if format == "" {
+			sec, err := s.Get(ctx, pos[0], version)
+			if err != nil {
+				return err
+			}
+			_, err = env.stdout.Write(sec.Value)
+			clear(sec.Value)
+			return err
+		}
+		f, err := parseFormat(format)
 		if err != nil {
 			return err
 		}
-		_, err = env.stdout.Write(sec.Value)
-		clear(sec.Value)
-		return err
+		// Info reads the record's metadata and never decrypts a value.
+		e, err := s.Info(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		info := getInfo{Name: e.Name, Kept: len(e.Versions)}
+		for _, v := range e.Versions {
+			if version == 0 || v.Version == version {
+				info.Version, info.Created, info.Size = v.Version, v.Created.UTC(), v.Size
+			}
+		}
+		if info.Version == 0 {
+			return fmt.Errorf("record %q: version %d: %w", pos[0], version, backend.ErrNotFound)
+		}
+		return f.print(env.stdout, info, func(w io.Writer) error {
+			_, err := fmt.Fprintf(w, "name:     %s\nversion:  %d (of %d kept)\ncreated:  %s\nsize:     %d bytes\n",
+				info.Name, info.Version, info.Kept, info.Created.Format(time.RFC3339), info.Size)
+			return err
+		})
 	})
 }
 
-func runLs(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+// lsEntry is one line of ls: what --format json and templates see. It
+// holds no value, so no format can print one.
+type lsEntry struct {
+	Name     string    `json:"name"`
+	Versions int       `json:"versions"`
+	Latest   uint64    `json:"latest"`
+	Updated  time.Time `json:"updated"`
+	Size     int       `json:"size"`
+}
+
+// lsVersion is one line of ls NAME.
+type lsVersion struct {
+	Name    string    `json:"name"`
+	Version uint64    `json:"version"`
+	Created time.Time `json:"created"`
+	Size    int       `json:"size"`
+}
+
+// prefixFilter collects --prefix P and --filter name=P: a name matches
+// when it starts with any of them (docker ORs the filters of one key, and
+// its name filters match a prefix).
+type prefixFilter []string
+
+func (p *prefixFilter) String() string { return "" }
+
+func (p *prefixFilter) Set(v string) error {
+	*p = append(*p, v)
+	return nil
+}
+
+func (p prefixFilter) match(name string) bool {
+	if len(p) == 0 {
+		return true
+	}
+	for _, x := range p {
+		if strings.HasPrefix(name, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// nameFilter is --filter: docker's KEY=VALUE, of which ls knows name.
+type nameFilter struct{ p *prefixFilter }
+
+func (n nameFilter) String() string { return "" }
+
+func (n nameFilter) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k != "name" {
+		return errors.New("want name=PREFIX, the only filter ls has")
+	}
+	return n.p.Set(val)
+}
+
+func runLs() func(*cliEnv, []string) error {
+	var prefixes prefixFilter
+	var quiet bool
+	var format string
+	return storeCommand("ls", -1, "at most one NAME", func(fs *flag.FlagSet) {
+		prefixes = nil
+		fs.Var(&prefixes, "prefix", "name prefix")
+		fs.Var(nameFilter{&prefixes}, "filter", "name=PREFIX")
+		fs.Var(nameFilter{&prefixes}, "f", "name=PREFIX")
+		fs.BoolVar(&quiet, "q", false, "names only")
+		fs.BoolVar(&quiet, "quiet", false, "names only")
+		fs.StringVar(&format, "format", "", "table, json or a template")
+	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+		f, err := parseFormat(format)
+		if err != nil {
+			return err
+		}
+		if quiet && !f.table() {
+			return fmt.Errorf("%w: -q and --format contradict each other: give one", errUsage)
+		}
+		if len(pos) == 1 && len(prefixes) > 0 {
+			return fmt.Errorf("%w: NAME lists one name's versions, --prefix and --filter list names: give one", errUsage)
+		}
+		return listStore(ctx, env, s, pos, prefixes, quiet, f)
+	})
+}
+
+func listStore(ctx context.Context, env *cliEnv, s *store.Store, pos []string, prefixes prefixFilter, quiet bool, f outFormat) error {
 	// tabwriter writes each cell on its own: one write(2) per cell to a
 	// terminal or pipe was most of the time of a 100,000-name listing.
 	bw := bufio.NewWriterSize(env.stdout, 64<<10)
@@ -160,20 +298,43 @@ func runLs(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(tw, "VERSION\tCREATED\tSIZE")
+		if f.table() && !quiet {
+			fmt.Fprintln(tw, "VERSION\tCREATED\tSIZE")
+		}
 		for _, v := range e.Versions {
-			fmt.Fprintf(tw, "%d\t%s\t%d\n", v.Version, v.Created.UTC().Format(time.RFC3339), v.Size)
+			var err error
+			switch {
+			case quiet:
+				_, err = fmt.Fprintf(bw, "%d\n", v.Version)
+			case f.table():
+				_, err = fmt.Fprintf(tw, "%d\t%s\t%d\n", v.Version, v.Created.UTC().Format(time.RFC3339), v.Size)
+			default:
+				err = f.item(bw, lsVersion{Name: e.Name, Version: v.Version, Created: v.Created.UTC(), Size: v.Size})
+			}
+			if err != nil {
+				return err
+			}
 		}
 		return nil
 	}
-	fmt.Fprintln(tw, "NAME\tVERSIONS\tLATEST\tUPDATED\tSIZE")
+	if f.table() && !quiet {
+		fmt.Fprintln(tw, "NAME\tVERSIONS\tLATEST\tUPDATED\tSIZE")
+	}
+	// The store lists in name order.
 	return s.List(ctx, func(e store.Entry) error {
-		if len(e.Versions) == 0 {
+		if len(e.Versions) == 0 || !prefixes.match(e.Name) {
 			return nil
 		}
 		last := e.Versions[len(e.Versions)-1]
-		_, err := fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", e.Name, len(e.Versions), last.Version, last.Created.UTC().Format(time.RFC3339), last.Size)
-		return err
+		switch {
+		case quiet:
+			_, err := fmt.Fprintln(bw, e.Name)
+			return err
+		case f.table():
+			_, err := fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", e.Name, len(e.Versions), last.Version, last.Created.UTC().Format(time.RFC3339), last.Size)
+			return err
+		}
+		return f.item(bw, lsEntry{Name: e.Name, Versions: len(e.Versions), Latest: last.Version, Updated: last.Created.UTC(), Size: last.Size})
 	})
 }
 
