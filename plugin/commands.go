@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -13,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/swarmkeep/swarmkeep/driver/audit"
 	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
@@ -28,7 +30,7 @@ without it the store cannot be read. With --passphrase-file, the key is
 derived from the passphrase with argon2id.
 
   --max-versions N   versions kept per name; older ones are pruned on put (default 10)
-` + storeFlagsUsage,
+` + auditFileUsage + storeFlagsUsage,
 		run: runInit,
 	})
 	register("put", command{
@@ -37,11 +39,14 @@ derived from the passphrase with argon2id.
 
 Stores the value as a new version of NAME. The value comes from FILE, from
 stdin, or is typed at a hidden prompt; never from the command line. The bytes
-are stored exactly (printf, not echo, avoids a trailing newline). A running
-plugin serves the new version to the next task.
+are stored exactly (printf, not echo, avoids a trailing newline): a one-line
+value that ends in a newline is stored with it, and put warns. A running
+plugin serves the new version to the next task. The change is recorded in
+the audit trail, with the OS user (never the value).
 
-  --file FILE   read the value from FILE ("-" is stdin)
-` + storeFlagsUsage,
+  --file FILE      read the value from FILE ("-" is stdin)
+  --keep-newline   the value's trailing newline belongs to it: no warning
+` + auditFileUsage + storeFlagsUsage,
 		run: runPut(),
 	})
 	register("get", command{
@@ -73,8 +78,9 @@ version of it, oldest first. Never a value.
 	})
 	register("rm", command{
 		summary: "remove a name, or one version of it",
-		usage:   "Usage: swarmkeep rm NAME [--version N] [store flags]\n\n  --version N   remove only this version (default: the name and all its versions)\n" + storeFlagsUsage,
-		run:     runRm(),
+		usage: "Usage: swarmkeep rm NAME [--version N] [store flags]\n\nRemoves the name, or one version; recorded in the audit trail with the OS user.\n\n" +
+			"  --version N   remove only this version (default: the name and all its versions)\n" + auditFileUsage + storeFlagsUsage,
+		run: runRm(),
 	})
 	register("verify", command{
 		summary: "open every version of every record and report any that fail",
@@ -88,6 +94,7 @@ func runInit(env *cliEnv, args []string) error {
 	var sf storeFlags
 	sf.bind(fset, env)
 	maxVersions := fset.Int("max-versions", 10, "versions kept per name")
+	auditFile := auditFileFlag(fset, env)
 	pos, err := parseArgs(fset, args)
 	if err != nil {
 		return err
@@ -128,14 +135,17 @@ func runInit(env *cliEnv, args []string) error {
 		where = "backend " + sf.backend
 	}
 	fmt.Fprintf(env.stdout, "initialised store %s in %s\n", s.ID(), where)
+	recordAction(env, *auditFile, sf.backend, audit.Record{Action: audit.ActionInit})
 	return nil
 }
 
 func runPut() func(*cliEnv, []string) error {
 	var file string
-	return storeCommand("put", 1, "NAME", func(fs *flag.FlagSet) {
+	var keepNewline bool
+	return changeCommand("put", 1, "NAME", func(fs *flag.FlagSet) {
 		fs.StringVar(&file, "file", "", "read the value from FILE")
-	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+		fs.BoolVar(&keepNewline, "keep-newline", false, "the trailing newline belongs to the value")
+	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string, record func(...audit.Record)) error {
 		if err := store.ValidateName(pos[0]); err != nil {
 			return err
 		}
@@ -143,14 +153,31 @@ func runPut() func(*cliEnv, []string) error {
 		if err != nil {
 			return err
 		}
+		if !keepNewline {
+			warnNewline(env, v)
+		}
 		ver, err := s.Put(ctx, pos[0], v)
 		clear(v)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(env.stderr, "stored %s version %d\n", pos[0], ver)
+		record(audit.Record{Action: audit.ActionPut, Stored: pos[0], Version: ver})
 		return nil
 	})
+}
+
+// warnNewline warns about the echo trap: a one-line value that ends in a
+// newline, as echo, a here-string or an editor's last line write it. The
+// newline is stored and served as part of the value, and a password with
+// one does not match. Multi-line values (PEM files, configs) end in one by
+// convention and are not warned about. The value is stored as given.
+func warnNewline(env *cliEnv, v []byte) {
+	if len(v) < 2 || v[len(v)-1] != '\n' || bytes.IndexByte(v[:len(v)-1], '\n') >= 0 {
+		return
+	}
+	fmt.Fprintln(env.stderr, "warning: the value ends in a newline, which is stored and served as part of it "+
+		"(echo adds one: use printf, or pass --keep-newline when it belongs to the value)")
 }
 
 // getInfo is what get --format shows: metadata, never the value.
@@ -340,9 +367,9 @@ func listStore(ctx context.Context, env *cliEnv, s *store.Store, pos []string, p
 
 func runRm() func(*cliEnv, []string) error {
 	var version uint64
-	return storeCommand("rm", 1, "NAME", func(fs *flag.FlagSet) {
+	return changeCommand("rm", 1, "NAME", func(fs *flag.FlagSet) {
 		fs.Uint64Var(&version, "version", 0, "version")
-	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
+	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string, record func(...audit.Record)) error {
 		if err := s.Remove(ctx, pos[0], version); err != nil {
 			return err
 		}
@@ -351,6 +378,7 @@ func runRm() func(*cliEnv, []string) error {
 		} else {
 			fmt.Fprintf(env.stderr, "removed %s version %d\n", pos[0], version)
 		}
+		record(audit.Record{Action: audit.ActionRemove, Stored: pos[0], Version: version})
 		return nil
 	})
 }
