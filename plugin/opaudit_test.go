@@ -151,3 +151,55 @@ func TestOperatorTrailUnwritable(t *testing.T) {
 		t.Fatalf("--audit-file: %+v", recs)
 	}
 }
+
+// TestPutWarnsAboutTheEchoNewline: a one-line value ending in a newline is
+// stored as given, with a warning; --keep-newline silences it, and
+// multi-line values (PEM, configs) are not warned about.
+func TestPutWarnsAboutTheEchoNewline(t *testing.T) {
+	env := storeEnv(t)
+	mustRun(t, env, "", "init")
+	file := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(file, []byte("from-an-editor\n"), 0o600)
+	for _, c := range []struct {
+		stdin string
+		args  []string
+		warn  bool
+	}{
+		{"hunter2\n", nil, true},
+		{"", []string{"--file", file}, true},
+		{"hunter2\n", []string{"--keep-newline"}, false},
+		{"hunter2", nil, false},
+		{"-----BEGIN X-----\nabc\n-----END X-----\n", nil, false},
+		{"\n", nil, false}, // a newline alone is no echo trap: nothing precedes it
+	} {
+		code, _, errOut := runCLI(t, env, c.stdin, append([]string{"put", "pw"}, c.args...)...)
+		if code != 0 || strings.Contains(errOut, "ends in a newline") != c.warn || strings.Contains(errOut, "hunter2") {
+			t.Errorf("put %q %v: exit %d, stderr %q, want warning %v", c.stdin, c.args, code, errOut, c.warn)
+		}
+		want := c.stdin
+		if c.args != nil && c.args[0] == "--file" {
+			want = "from-an-editor\n"
+		}
+		if got := mustRun(t, env, "", "get", "pw"); got != want {
+			t.Errorf("stored %q, want %q as given", got, want)
+		}
+	}
+}
+
+// TestWrongKeyIsSaidAsSuch: a key file that is not the store's is reported
+// as a wrong key with its fix, not as a corrupt record to put again.
+func TestWrongKeyIsSaidAsSuch(t *testing.T) {
+	env := storeEnv(t)
+	mustRun(t, env, "", "init")
+	mustRun(t, env, "v", "put", "db")
+	other := filepath.Join(t.TempDir(), "other-key")
+	env2 := map[string]string{EnvCLIStore: env[EnvCLIStore], EnvCLIKeyFile: other}
+	mustRun(t, env2, "", "init", "--store", filepath.Join(t.TempDir(), "s2")) // writes the other key
+	for _, args := range [][]string{{"get", "db"}, {"put", "db"}, {"ls"}, {"verify"}, {"rekey", "--lkg-dir", t.TempDir()}} {
+		code, _, errOut := runCLI(t, env2, "v2", args...)
+		if code != 1 || !strings.Contains(errOut, "key file "+other+" does not open this store: it was sealed with another key; use the key the store was created with") ||
+			strings.Contains(errOut, "corrupt") || strings.Contains(errOut, "put the value again") {
+			t.Errorf("%v: exit %d %q", args, code, errOut)
+		}
+	}
+}

@@ -138,7 +138,7 @@ func (op rekeyOp) apply(ctx context.Context, env *cliEnv, what string, m store.M
 	}
 	if err != nil {
 		m.Close()
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, wrongKeyHint(err))
 	}
 	defer s.Close()
 	if op.newKey != nil {
