@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -203,4 +204,60 @@ func TestGetFormat(t *testing.T) {
 	if code, _, errOut := runCLI(t, env, "", "get", "db", "--version", "7", "--format", "json"); code != 1 || !strings.Contains(errOut, "not found") {
 		t.Fatalf("get missing version: %d %q", code, errOut)
 	}
+}
+
+// TestReportFormats: check, status and policy explain take --format over
+// the report --json prints; --json is --format json; no format shows a
+// value (check's marker is a stored value).
+func TestReportFormats(t *testing.T) {
+	env := checkStore(t)
+	compose := filepath.Join("testdata", "compose", "missing.yml")
+	j1 := mustFail(t, env, "check", "--json", "--stack=demo", "-c", compose)
+	j2 := mustFail(t, env, "check", "--format", "json", "--stack=demo", "-c", compose)
+	if j1 != j2 || !strings.HasPrefix(j1, "{\n") {
+		t.Fatalf("check --json and --format json differ:\n%s\n%s", j1, j2)
+	}
+	tmpl := mustFail(t, env, "check", "--stack=demo", "-c", compose, "--format",
+		"{{.OK}}{{range .Secrets}} {{.SwarmName}}:{{range .Reads}}{{.Class}}/{{.Size}}{{end}}{{end}}")
+	if tmpl != "false demo_db:ok/"+strconv.Itoa(len(marker))+" demo_nope:not_found/0\n" {
+		t.Fatalf("check template: %q", tmpl)
+	}
+	for _, out := range []string{j1, tmpl, mustFail(t, env, "check", "--stack=demo", "-c", compose, "--format", "{{json .}}")} {
+		if strings.Contains(out, marker) {
+			t.Fatalf("check output shows the value:\n%s", out)
+		}
+	}
+
+	sock := healthServer(t, false, "")
+	if got := mustRun(t, nil, "", "status", "--socket", sock, "--format", "{{.Health.Status}} {{.Health.Version}} {{.Via}}"); got != "ok 9.9.9 "+sock+"\n" {
+		t.Fatalf("status template: %q", got)
+	}
+	if a, b := mustRun(t, nil, "", "status", "--socket", sock, "--json"), mustRun(t, nil, "", "status", "--socket", sock, "--format", "json"); a != b {
+		t.Fatalf("status --json and --format json differ:\n%s\n%s", a, b)
+	}
+	if code, _, errOut := runCLI(t, nil, "", "status", "--socket", sock, "--json", "--format", "{{.Via}}"); code != 2 || !strings.Contains(errOut, "contradict") {
+		t.Fatalf("status --json with a template: %d %q", code, errOut)
+	}
+
+	pol := map[string]string{envPolicyFile: filepath.Join(t.TempDir(), "none.yaml")}
+	var rep explainReport
+	if err := json.Unmarshal([]byte(mustRun(t, pol, "", "policy", "explain", "--service", "payments_api", "--stack", "payments", "--format", "json", "payments/db")), &rep); err != nil ||
+		rep.Verdict != "ALLOW" || !rep.Allow || rep.Stored != "payments/db" || rep.Identity.Stack != "payments" || rep.Rule == "" || rep.PolicyHash == "" {
+		t.Fatalf("policy explain json: %+v %v", rep, err)
+	}
+	code, out, _ := runCLI(t, pol, "", "policy", "explain", "--service", "web", "--format", "{{.Verdict}} {{.Rule}}", "payments/db")
+	if code != 1 || !strings.HasPrefix(out, "DENY ") {
+		t.Fatalf("policy explain template on a denial: exit %d %q", code, out)
+	}
+}
+
+// mustFail runs a command that exits 1 (a report with errors) and returns
+// its stdout.
+func mustFail(t *testing.T, env map[string]string, args ...string) string {
+	t.Helper()
+	code, out, errOut := runCLI(t, env, "", args...)
+	if code != 1 {
+		t.Fatalf("swarmkeep %s: exit %d, want 1: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
 }
