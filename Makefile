@@ -39,7 +39,7 @@ export GOTOOLCHAIN ?= auto
 
 ## ---- build -------------------------------------------------------------
 .PHONY: build build-small rootfs rootfs-docker settings
-build: ## build the swarmkeep binary into build/swarmkeep
+build: ## build the swarmkeep binary into build/swarmkeep (swarmkeep --version shows VERSION and COMMIT)
 	$(Q)mkdir -p build
 	$(Q)CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o build/swarmkeep ./plugin
 
