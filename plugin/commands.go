@@ -35,7 +35,7 @@ derived from the passphrase with argon2id.
 	})
 	register("put", command{
 		summary: "store a new version of a value (from stdin or --file)",
-		usage: `Usage: swarmkeep put NAME [--file FILE] [store flags]
+		usage: `Usage: swarmkeep put NAME [--file FILE] [--keep-newline] [store flags]
 
 Stores the value as a new version of NAME. The value comes from FILE, from
 stdin, or is typed at a hidden prompt; never from the command line. The bytes

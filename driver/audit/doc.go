@@ -76,7 +76,7 @@
 //	            matches it)
 //	class       "ok": only changes that were made are recorded
 //	secret      "" (no Swarm secret is involved)
-//	action      init, put, rm, rekey or import
+//	action      init, put, rm, rekey, import (or rollback)
 //	user        who: the real user's name, or SUDO_USER when root runs the
 //	            command through sudo
 //	uid         the real user ID of the process (0 under sudo)

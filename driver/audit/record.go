@@ -32,6 +32,9 @@ const (
 	ActionRemove = "rm"
 	ActionRekey  = "rekey"
 	ActionImport = "import"
+	// ActionRollback is for swarmkeep rollback: the stored name and the
+	// version it puts back.
+	ActionRollback = "rollback"
 )
 
 // Record is one line of the trail. It has no field that could hold a value;
