@@ -131,7 +131,7 @@ func printHelp(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprint(w, "\nRun swarmkeep COMMAND --help for a command's flags.\n")
+	fmt.Fprint(w, "\nRun swarmkeep COMMAND --help for a command's flags, swarmkeep --version for the build.\n")
 }
 
 // globalFlags take a value and may stand before the command, as in
