@@ -26,7 +26,10 @@ VULNDB_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/swarmkeep/vulndb
 # SMALL_TAGS leave the etcd and Vault backends out of build-small: a file-only plugin.
 SMALL_TAGS  := noetcd,novault
 
-export LDFLAGS := -X main.version=$(VERSION)
+# COMMIT is what swarmkeep version prints as the build (Go's own stamp is off
+# where GOFLAGS has -buildvcs=false, and absent outside a git checkout).
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+export LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 # Build and test with the toolchain go.mod names (its toolchain line, a patch release that
 # fixes the standard library's known holes), fetched through the module proxy when the
 # installed Go is older, unless the caller chose a GOTOOLCHAIN.
@@ -36,7 +39,7 @@ export GOTOOLCHAIN ?= auto
 
 ## ---- build -------------------------------------------------------------
 .PHONY: build build-small rootfs rootfs-docker settings
-build: ## build the swarmkeep binary into build/swarmkeep
+build: ## build the swarmkeep binary into build/swarmkeep (swarmkeep --version shows VERSION and COMMIT)
 	$(Q)mkdir -p build
 	$(Q)CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o build/swarmkeep ./plugin
 

@@ -177,6 +177,18 @@ func TestDriverClasses(t *testing.T) {
 	}
 }
 
+// TestWrongKeyFix: a key that does not open the store is class corrupt
+// (the value cannot be had) but its fix is the key: "put the value again"
+// cannot help when every record is fine.
+func TestWrongKeyFix(t *testing.T) {
+	b := &memBackend{err: fmt.Errorf("%w: key file /etc/swarmkeep/key does not open this store: %w", backend.ErrCannotOpen, backend.ErrWrongKey)}
+	d, evs := newTestDriver(t, b, time.Second)
+	resp := d.Get(context.Background(), Request{SecretName: "db", TaskID: "t", NodeID: "n"})
+	if (*evs)[0].Class != ClassCorrupt || !strings.Contains(resp.Err, "fix: "+fixWrongKey) || strings.Contains(resp.Err, "put the value again") {
+		t.Fatalf("class %s, Err %q", (*evs)[0].Class, resp.Err)
+	}
+}
+
 func TestDriverDeadlineHoldsAgainstStuckBackend(t *testing.T) {
 	for _, ignore := range []bool{false, true} {
 		b := &memBackend{values: map[string][][]byte{"a": {[]byte("v")}}, delay: 2 * time.Second, ignore: ignore}

@@ -90,14 +90,21 @@ var fixes = map[Class]string{
 	ClassInvalidValue: "store a value Swarm accepts (1 byte to 511999 bytes), or fix swarmkeep.encoding",
 }
 
+// fixWrongKey is the fix for a corrupt class that is a wrong key: the
+// records are fine, so verify and putting values again cannot help.
+const fixWrongKey = "give the plugin the key the store was created with (KEY_FILE or PASSPHRASE_FILE on the config mount: docker plugin disable, set, enable)"
+
 // errorLine is the Err answered to the engine: one short line naming the
 // secret, the cause and the fix. The engine shows it as the task error and may
 // pass it through a format call, so it carries no '%' and no newline.
 func errorLine(secret string, class Class, err error) string {
 	fix := fixes[class]
 	var re *refError
-	if class == ClassNotFound && errors.As(err, &re) {
+	switch {
+	case class == ClassNotFound && errors.As(err, &re):
 		fix = re.notFoundFix()
+	case class == ClassCorrupt && errors.Is(err, backend.ErrWrongKey):
+		fix = fixWrongKey
 	}
 	return quoteFree(fmt.Sprintf("swarmkeep: secret %s: %v; fix: %s", quoteShort(secret), err, fix))
 }

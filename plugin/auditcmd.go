@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,25 +24,32 @@ const auditDefaultFile = server.DefaultAuditFile
 
 func init() {
 	register("audit", command{
-		summary: "show the audit trail: who was served which secret (never values)",
-		usage: `Usage: swarmkeep audit [--file FILE] [--all] [filters] [--json]
+		summary: "show the audit trail: who was served which secret, who changed which value (never values)",
+		usage: `Usage: swarmkeep audit [--file FILE] [--all] [filters] [--follow] [--format F]
 
 Prints the plugin's audit trail, oldest first: one line per secret request
-answered, with the task that asked and what was decided. It never holds a
-value. Only the swarm leader asks the plugin: run this on the manager that
-was leader for the period, and after a leader change on each manager.
+answered, with the task that asked and what was decided, and one per change
+an operator command made (init, put, rm, rekey, import: decision operator,
+with the OS user). It never holds a value. Only the swarm leader asks the
+plugin: run this on the manager that was leader for the period, and after a
+leader change on each manager.
 
-  --file FILE      the trail (env SWARMKEEP_AUDIT_FILE, default ` + auditDefaultFile + `)
+  --file FILE      the trail (env ` + EnvCLIAuditFile + `, default ` + auditDefaultFile + `)
   --all            read the rotated FILE.1 first (rotate with delaycompress)
+  --follow         keep printing records as they are written, as tail -f does, through
+                   a rotation (rename or copytruncate); stop with Ctrl-C
   --secret GLOB    the secret's name or its stored name; * and ? match as in shell patterns
   --service GLOB   the service's name or ID
-  --decision D     allow (a value was served), deny (refused) or error
+  --decision D     allow (a value was served), deny (refused), error, or operator
   --backend NAME   the backend instance asked
   --since T        from T: RFC 3339 (2025-01-02T15:04:05Z), a date (2025-01-02, UTC),
                    or a duration ago (90m, 1h, 7d)
   --until T        before T, in the same forms
-  --json           print the matching records as JSON lines (the file's format)
-`,
+  --json           the same as --format json: JSON lines, the file's format
+` + formatUsage("{{.Time}} {{.Secret}} {{.Decision}}", "of a record, as driver/audit/doc.go documents them:\n"+
+			"                 .Time .Secret .Stored .Version .Backend .Service .ServiceID .Task .TaskID\n"+
+			"                 .Image .Node .Decision .Class .Cached .Stale .StaleAgeMS .DoNotReuse .Size\n"+
+			"                 .LatencyMS .Rule .Error .Action .User .UID"),
 		run: runAudit,
 	})
 }
@@ -51,17 +57,18 @@ was leader for the period, and after a leader change on each manager.
 func runAudit(env *cliEnv, args []string) error {
 	fset := flag.NewFlagSet("audit", flag.ContinueOnError)
 	file := auditDefaultFile
-	if v := env.getenv("SWARMKEEP_AUDIT_FILE"); v != "" {
+	if v := env.getenv(EnvCLIAuditFile); v != "" {
 		file = v
 	}
 	fset.StringVar(&file, "file", file, "audit file")
 	all := fset.Bool("all", false, "read FILE.1 first")
-	asJSON := fset.Bool("json", false, "JSON lines")
+	follow := fset.Bool("follow", false, "follow the file")
+	format, asJSON := formatFlag(fset, true)
 	var f audit.Filter
 	var since, until string
 	fset.StringVar(&f.Secret, "secret", "", "secret glob")
 	fset.StringVar(&f.Service, "service", "", "service glob")
-	fset.StringVar(&f.Decision, "decision", "", "allow, deny or error")
+	fset.StringVar(&f.Decision, "decision", "", "allow, deny, error or operator")
 	fset.StringVar(&f.Backend, "backend", "", "backend instance")
 	fset.StringVar(&since, "since", "", "start time")
 	fset.StringVar(&until, "until", "", "end time")
@@ -70,6 +77,10 @@ func runAudit(env *cliEnv, args []string) error {
 		return err
 	}
 	if err := exactArgs(pos, 0, "no arguments (filters are flags)"); err != nil {
+		return err
+	}
+	out, err := resolveFormat(*format, *asJSON)
+	if err != nil {
 		return err
 	}
 	now := time.Now()
@@ -98,11 +109,14 @@ func runAudit(env *cliEnv, args []string) error {
 		}
 	}()
 	emit, flush := auditTable(env.stdout)
-	if *asJSON {
-		enc := json.NewEncoder(env.stdout)
-		emit, flush = func(r audit.Record) error { return enc.Encode(r) }, func() error { return nil }
+	if !out.table() {
+		emit, flush = func(r audit.Record) error { return out.item(env.stdout, r) }, func() error { return nil }
 	}
-	for _, fh := range files {
+	last := len(files) - 1
+	if *follow {
+		last-- // the follower reads the current file, from its start
+	}
+	for _, fh := range files[:last+1] {
 		st, err := audit.Scan(fh, f, emit)
 		if err != nil {
 			return fmt.Errorf("%s: %w", fh.Name(), err)
@@ -114,7 +128,32 @@ func runAudit(env *cliEnv, args []string) error {
 			fmt.Fprintf(env.stderr, "swarmkeep audit: skipped %d damaged line(s) in %s (a torn or partial write)\n", st.Skipped, fh.Name())
 		}
 	}
-	return flush()
+	if !*follow {
+		return flush()
+	}
+	fl := &trailFollower{path: file, f: files[len(files)-1], filter: f, emit: emit, stderr: env.stderr}
+	files = files[:len(files)-1] // the follower closes its own
+	defer fl.close()
+	if err := fl.open(); err != nil {
+		return err
+	}
+	ctx, stop := auditFollowContext()
+	defer stop()
+	ticks, stopTicks := auditFollowTicks()
+	defer stopTicks()
+	for {
+		if err := fl.poll(); err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticks:
+		}
+	}
 }
 
 // openTrail opens the trail, after its rotated predecessor with all. Both are
@@ -152,7 +191,9 @@ func trailError(file string, err error) error {
 
 // auditTable prints records as an aligned table. IDs are cut to 12
 // characters and the task ID dropped from the task name, as docker service ps
-// does; --json has them whole.
+// does; --format json has them whole. An operator record shows its action as
+// the decision and its user in the service column. flush may be called more
+// than once (--follow flushes after each read).
 func auditTable(w io.Writer) (emit func(audit.Record) error, flush func() error) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tSECRET\tSTORED@VERSION\tSERVICE\tTASK\tNODE\tDECISION\tCLASS\tCACHED\tLATENCY")
@@ -160,6 +201,15 @@ func auditTable(w io.Writer) (emit func(audit.Record) error, flush func() error)
 		stored := r.Stored
 		if stored != "" && r.Version != 0 {
 			stored += "@" + strconv.FormatUint(r.Version, 10)
+		}
+		when := r.Time.UTC().Format("2006-01-02T15:04:05.000Z")
+		if r.Decision == audit.DecisionOperator {
+			who := "user:" + dash(r.User)
+			if r.User == "" && r.UID != nil {
+				who = "uid:" + strconv.Itoa(*r.UID)
+			}
+			_, err := fmt.Fprintf(tw, "%s\t-\t%s\t%s\t-\t-\t%s\t%s\t-\t-\n", when, dash(stored), who, dash(r.Action), r.Decision)
+			return err
 		}
 		task := r.Task
 		if r.TaskID != "" {
@@ -174,7 +224,7 @@ func auditTable(w io.Writer) (emit func(audit.Record) error, flush func() error)
 		}
 		latency := time.Duration(math.Round(r.LatencyMS*1000)) * time.Microsecond
 		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			r.Time.UTC().Format("2006-01-02T15:04:05.000Z"), dash(r.Secret), dash(stored), dash(r.Service),
+			when, dash(r.Secret), dash(stored), dash(r.Service),
 			dash(task), dash(cut(r.Node, 12)), r.Decision, dash(r.Class), cached, latency)
 		return err
 	}

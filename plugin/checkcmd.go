@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -20,7 +19,7 @@ import (
 	"github.com/swarmkeep/swarmkeep/driver/server"
 )
 
-const checkUsage = `Usage: swarmkeep check -c COMPOSE_FILE [-c FILE]... --stack NAME [flags]
+var checkUsage = `Usage: swarmkeep check -c COMPOSE_FILE [-c FILE]... --stack NAME [flags]
 
 Resolves every secret of a compose file whose driver is this plugin the way
 the plugin will once "docker stack deploy -c COMPOSE_FILE NAME" has created
@@ -48,8 +47,10 @@ Flags:
   --policy FILE            the managers' access policy file (default: the built-in default
                            policy, which the plugin applies when there is no file)
   --timeout DURATION       bound on each read (default 10s)
-  --json                   print the report as JSON
-` + storeFlagsUsage + `
+  --json                   the same as --format json
+` + formatUsage("{{range .Secrets}}{{.SwarmName}} {{end}}", "of the report: .File .Stack .Plugin .OK .Errors .Warnings\n"+
+	"                 .Notes .Secrets (each: .Key .SwarmName .Stored .Version .Backend .Services .Reads,\n"+
+	"                 a read: .Service .Policy .Class .Size .Error); never a value") + storeFlagsUsage + `
 --backends defaults to "local:file", the local store of --store and
 --key-file, as the plugin's BACKENDS does; --backend is not used by check.
 Backends are only read.
@@ -100,7 +101,6 @@ func runCheck(env *cliEnv, args []string) error {
 	sf.bind(fs, env)
 	var files fileList
 	var stack, pluginName, dflt, policyFile string
-	var asJSON bool
 	fs.Var(&files, "c", "compose file")
 	fs.Var(&files, "compose-file", "compose file")
 	fs.StringVar(&stack, "stack", "", "stack name")
@@ -108,12 +108,16 @@ func runCheck(env *cliEnv, args []string) error {
 	fs.StringVar(&dflt, "default-backend", "", "default backend")
 	fs.StringVar(&policyFile, "policy", "", "access policy file")
 	timeout := fs.Duration("timeout", 10*time.Second, "read timeout")
-	fs.BoolVar(&asJSON, "json", false, "JSON output")
+	format, jsonFlag := formatFlag(fs, true)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if err := exactArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	asJSON, err := resolveFormat(*format, *jsonFlag)
+	if err != nil {
 		return err
 	}
 	switch {
@@ -302,17 +306,10 @@ func policyColumn(dec policy.Decision) string {
 }
 
 // finishCheck prints the report and fails the command when a deploy would.
-func finishCheck(env *cliEnv, rep *checkReport, asJSON bool) error {
+func finishCheck(env *cliEnv, rep *checkReport, out outFormat) error {
 	rep.OK = len(rep.Errors) == 0
-	if asJSON {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false) // "<key>" reads better than "\u003ckey\u003e"
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		printCheck(env.stdout, rep)
+	if err := out.print(env.stdout, rep, func(w io.Writer) error { printCheck(w, rep); return nil }); err != nil {
+		return err
 	}
 	if !rep.OK {
 		return fmt.Errorf("%d error(s): docker stack deploy %s would fail or its tasks could not get their secrets", len(rep.Errors), rep.Stack)

@@ -65,6 +65,25 @@ secrets:
 	}
 }
 
+// TestCheckLabelOnlyOverride: an override file that only adds labels to a
+// driver secret replaces it with a secret without driver, which the docker
+// CLI deploys as file: . and fails; check passed it without a word.
+func TestCheckLabelOnlyOverride(t *testing.T) {
+	env := checkStore(t)
+	base := writeCompose(t, "base.yml", "services:\n  app:\n    image: app:1\n    secrets: [db, api]\n"+
+		"secrets:\n  db:\n    driver: swarmkeep\n  api:\n    driver: swarmkeep\n")
+	over := writeCompose(t, "over.yml", "secrets:\n  db:\n    labels:\n      swarmkeep.version: \"1\"\n")
+	code, out, errOut := runCLI(t, env, "", "check", "--stack", "demo", "--plugin", "swarmkeep", "-c", base, "-c", over)
+	if code != 1 || !strings.Contains(out, "error: secret db: neither driver, file nor environment") || !strings.Contains(out, "repeat driver:") {
+		t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+	}
+	// Repeating the driver in the override is right.
+	good := writeCompose(t, "good.yml", "secrets:\n  db:\n    driver: swarmkeep\n    labels:\n      swarmkeep.name: demo/db\n")
+	if code, out, errOut := runCLI(t, env, "", "check", "--stack", "demo", "--plugin", "swarmkeep", "-c", base, "-c", good); code != 0 {
+		t.Fatalf("driver repeated: exit %d:\n%s%s", code, out, errOut)
+	}
+}
+
 // TestCheckInterpolates: ${VAR} was taken literally (a warning, exit 0);
 // it is substituted from the environment as the docker CLI does.
 func TestCheckInterpolates(t *testing.T) {

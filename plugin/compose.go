@@ -297,6 +297,12 @@ func planCheck(cf *composeFile, stack string, plugins []string) plan {
 			ps.Labels[k] = v
 		}
 		ps.Labels[driver.StackNamespaceLabel] = stack
+		if s.Driver == "" && s.File == "" && s.Environment == "" {
+			// Usually an override file that only adds labels: it
+			// replaces the secret whole, driver: included.
+			errf("secret %s: neither driver, file nor environment: the docker CLI reads it as file: . and the deploy fails; "+
+				"an override file (-c) replaces a secret as a whole, so repeat driver: and every label there", key)
+		}
 		if !ps.Ours {
 			p.Secrets = append(p.Secrets, ps)
 			continue

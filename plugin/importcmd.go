@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/audit"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -45,12 +46,16 @@ larger secret). For example:
 
 On an etcd store (--backend) the records are written one by one, so a
 failure part way leaves the earlier ones stored.
-` + storeFlagsUsage,
-		run: storeCommand("import", 0, "no arguments (the values come on stdin)", nil, runImport),
+
+Each value stored is recorded in the audit trail (name and version, with the
+OS user; never the value).
+
+` + auditFileUsage + storeFlagsUsage,
+		run: changeCommand("import", 0, "no arguments (the values come on stdin)", nil, runImport),
 	})
 }
 
-func runImport(ctx context.Context, env *cliEnv, s *store.Store, _ []string) error {
+func runImport(ctx context.Context, env *cliEnv, s *store.Store, _ []string, record func(...audit.Record)) error {
 	pairs, err := readImport(env.stdin)
 	defer func() {
 		for _, p := range pairs {
@@ -63,17 +68,24 @@ func runImport(ctx context.Context, env *cliEnv, s *store.Store, _ []string) err
 	if len(pairs) == 0 {
 		return errors.New("no values on stdin (one JSON object per line: see swarmkeep import --help)")
 	}
-	if _, err := s.PutMany(ctx, pairs); err != nil {
+	versions, err := s.PutMany(ctx, pairs)
+	if err != nil {
 		if errors.Is(err, store.ErrBatchCommitted) || errors.Is(err, store.ErrPartlyWritten) {
 			return err
 		}
 		return fmt.Errorf("nothing imported: %w", err)
 	}
 	names := map[string]bool{}
-	for _, p := range pairs {
+	recs := make([]audit.Record, len(pairs))
+	for i, p := range pairs {
 		names[p.Name] = true
+		recs[i] = audit.Record{Action: audit.ActionImport, Stored: p.Name}
+		if i < len(versions) {
+			recs[i].Version = versions[i]
+		}
 	}
 	fmt.Fprintf(env.stderr, "imported %d value(s) for %d name(s)\n", len(pairs), len(names))
+	record(recs...)
 	return nil
 }
 

@@ -18,8 +18,12 @@ import (
 	"google.golang.org/grpc/grpclog"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version (and commit, when the build knows it) are set at build time with
+// -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = ""
+)
 
 // command is one subcommand: its one-line summary, usage text and body.
 type command struct {
@@ -74,6 +78,10 @@ func main() {
 
 func run(env *cliEnv, args []string) int {
 	args = commandFirst(args)
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-v") {
+		// docker --version: one line; the version command has the details.
+		args = append([]string{"version", "--short"}, args[1:]...)
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {
@@ -123,7 +131,7 @@ func printHelp(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-8s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprint(w, "\nRun swarmkeep COMMAND --help for a command's flags.\n")
+	fmt.Fprint(w, "\nRun swarmkeep COMMAND --help for a command's flags, swarmkeep --version for the build.\n")
 }
 
 // globalFlags take a value and may stand before the command, as in
@@ -220,22 +228,4 @@ func exactArgs(pos []string, n int, what string) error {
 		return fmt.Errorf("%w: want %s, got %d argument(s)%s", errUsage, what, len(pos), hint)
 	}
 	return nil
-}
-
-func init() {
-	register("version", command{
-		summary: "print the version",
-		usage:   "Usage: swarmkeep version\n",
-		run: func(env *cliEnv, args []string) error {
-			pos, err := parseArgs(flag.NewFlagSet("version", flag.ContinueOnError), args)
-			if err != nil {
-				return err
-			}
-			if err := exactArgs(pos, 0, "no arguments"); err != nil {
-				return err
-			}
-			fmt.Fprintf(env.stdout, "swarmkeep %s\n", version)
-			return nil
-		},
-	})
 }

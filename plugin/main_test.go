@@ -18,7 +18,16 @@ func envOf(m map[string]string) func(string) string {
 // that needs one stands in for it with useDocker.
 func TestMain(m *testing.M) {
 	newPluginAPI = func() (pluginAPI, error) { return nil, errors.New("no Docker daemon in tests") }
-	os.Exit(m.Run())
+	// Operator records go to a trail whose state folder does not exist
+	// (so none is written), unless a test names one: never the host's.
+	dir, err := os.MkdirTemp("", "swarmkeep-test-")
+	if err != nil {
+		panic(err)
+	}
+	operatorTrailDefault = dir + "/absent/audit/audit.log"
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // runCLI runs the binary's command line in-process.

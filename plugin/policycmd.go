@@ -35,7 +35,7 @@ Commands:
 Run swarmkeep policy COMMAND --help for a command's flags.
 `
 
-const policyExplainUsage = `Usage: swarmkeep policy explain --service NAME [flags] STORED_NAME
+var policyExplainUsage = `Usage: swarmkeep policy explain --service NAME [flags] STORED_NAME
 
 Prints whether a task of the service may read STORED_NAME (ALLOW or DENY),
 the rule that decided and why, and which policy rules match the service.
@@ -48,7 +48,9 @@ It reads only the policy, never the store.
   --node ID               the node ID the task is assigned to
   --file F                the policy file (env ` + envPolicyFile + `, default ` + policyDefaultFile + `);
                           a missing file means the built-in default policy
-
+` + formatUsage("{{.Verdict}} {{.Rule}}", ".Verdict (ALLOW or DENY) .Allow .Stored .Rule .Reason\n"+
+	"                 .Policy .PolicyHash .Note .Identity (.Service .Stack .Image .Node .ServiceLabels)\n"+
+	"                 .MatchingRules") + `
 Exit status: 0 ALLOW, 1 DENY, 2 a usage error, 3 the policy file cannot be
 read or is invalid; so "swarmkeep policy explain ... && deploy" stops on a
 denial.
@@ -136,11 +138,16 @@ func runPolicyExplain(env *cliEnv, args []string) error {
 	fset.Var(labels, "service-label", "service label K=V")
 	fset.StringVar(&req.TaskImage, "image", "", "task image")
 	fset.StringVar(&req.NodeID, "node", "", "node ID")
+	format, _ := formatFlag(fset, false)
 	pos, err := parseArgs(fset, args)
 	if err != nil {
 		return err
 	}
 	if err := exactArgs(pos, 1, "one STORED_NAME"); err != nil {
+		return err
+	}
+	out, err := parseFormat(*format)
+	if err != nil {
 		return err
 	}
 	if req.ServiceName == "" {
@@ -162,24 +169,56 @@ func runPolicyExplain(env *cliEnv, args []string) error {
 	id := driver.IdentityOf(req)
 	stored := pos[0]
 	d := pol.Decide(id, stored)
-	verdict := "DENY"
+	rep := explainReport{Allow: d.Allow, Verdict: "DENY", Stored: stored, Rule: d.Rule, Reason: d.Reason,
+		Policy: pol.Source(), PolicyHash: pol.Hash(), Note: strings.TrimPrefix(note, "; "),
+		Identity:      explainIdentity{Service: id.Service, Stack: id.Stack, Image: id.Image, Node: id.Node, ServiceLabels: id.ServiceLabels},
+		MatchingRules: pol.Matches(id)}
 	if d.Allow {
-		verdict = "ALLOW"
+		rep.Verdict = "ALLOW"
 	}
-	w := env.stdout
-	fmt.Fprintf(w, "%s  %s\n", verdict, stored)
-	fmt.Fprintf(w, "rule:     %s\n", policyDash(d.Rule))
-	fmt.Fprintf(w, "reason:   %s\n", d.Reason)
-	fmt.Fprintf(w, "policy:   %s (%s)%s\n", pol.Source(), pol.Hash(), note)
-	fmt.Fprintf(w, "identity: service %s, stack %s, image %s, node %s, labels %s\n",
-		id.Service, policyDash(id.Stack), policyDash(id.Image), policyDash(id.Node), policyDash(policy.FormatLabels(id.ServiceLabels)))
-	fmt.Fprintf(w, "matching rules: %s\n", policyDash(strings.Join(pol.Matches(id), ", ")))
+	if rep.MatchingRules == nil {
+		rep.MatchingRules = []string{}
+	}
+	if err := out.print(env.stdout, rep, func(w io.Writer) error {
+		fmt.Fprintf(w, "%s  %s\n", rep.Verdict, stored)
+		fmt.Fprintf(w, "rule:     %s\n", policyDash(d.Rule))
+		fmt.Fprintf(w, "reason:   %s\n", d.Reason)
+		fmt.Fprintf(w, "policy:   %s (%s)%s\n", pol.Source(), pol.Hash(), note)
+		fmt.Fprintf(w, "identity: service %s, stack %s, image %s, node %s, labels %s\n",
+			id.Service, policyDash(id.Stack), policyDash(id.Image), policyDash(id.Node), policyDash(policy.FormatLabels(id.ServiceLabels)))
+		_, err := fmt.Fprintf(w, "matching rules: %s\n", policyDash(strings.Join(rep.MatchingRules, ", ")))
+		return err
+	}); err != nil {
+		return err
+	}
 	if !d.Allow {
 		// A denial is the answer, not a failure to give one, but a
 		// script must not read it as a green light.
 		return &exitError{code: 1, err: errors.New("denied")}
 	}
 	return nil
+}
+
+// explainReport is what policy explain --format shows.
+type explainReport struct {
+	Verdict       string          `json:"verdict"`
+	Allow         bool            `json:"allow"`
+	Stored        string          `json:"stored"`
+	Rule          string          `json:"rule,omitempty"`
+	Reason        string          `json:"reason"`
+	Policy        string          `json:"policy"`
+	PolicyHash    string          `json:"policy_hash"`
+	Note          string          `json:"note,omitempty"`
+	Identity      explainIdentity `json:"identity"`
+	MatchingRules []string        `json:"matching_rules"`
+}
+
+type explainIdentity struct {
+	Service       string            `json:"service"`
+	Stack         string            `json:"stack,omitempty"`
+	Image         string            `json:"image,omitempty"`
+	Node          string            `json:"node,omitempty"`
+	ServiceLabels map[string]string `json:"service_labels,omitempty"`
 }
 
 // loadPolicyOrDefault loads file as the plugin would: a missing file is the

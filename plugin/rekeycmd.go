@@ -12,6 +12,7 @@ import (
 	"sort"
 	"syscall"
 
+	"github.com/swarmkeep/swarmkeep/driver/audit"
 	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/server"
 	"github.com/swarmkeep/swarmkeep/driver/store"
@@ -52,7 +53,7 @@ the plugin to the new key, then run rekey with the new key.
   --new-passphrase-file FILE  wrap the data keys under this passphrase
   --lkg-dir DIR               last-known-good stores, one folder per backend instance
                               (env SWARMKEEP_LKG_DIR, default /var/lib/swarmkeep/lkg)
-` + storeFlagsUsage,
+` + auditFileUsage + storeFlagsUsage,
 		run: runRekey,
 	})
 }
@@ -74,6 +75,7 @@ func runRekey(env *cliEnv, args []string) error {
 		lkgDir = v
 	}
 	fset.StringVar(&lkgDir, "lkg-dir", lkgDir, "last-known-good stores")
+	auditFile := auditFileFlag(fset, env)
 	pos, err := parseArgs(fset, args)
 	if err != nil {
 		return err
@@ -110,6 +112,7 @@ func runRekey(env *cliEnv, args []string) error {
 	if err := op.apply(ctx, env, what, m, k); err != nil {
 		return err
 	}
+	recordAction(env, *auditFile, sf.backend, audit.Record{Action: audit.ActionRekey})
 	// Last-known-good stores are sealed with the plugin's key. Their data
 	// keys are rotated whatever store was rekeyed; they move to a new key
 	// only when the plugin's key is what changed, or the plugin could no
@@ -135,7 +138,7 @@ func (op rekeyOp) apply(ctx context.Context, env *cliEnv, what string, m store.M
 	}
 	if err != nil {
 		m.Close()
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", what, wrongKeyHint(err))
 	}
 	defer s.Close()
 	if op.newKey != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
+	"github.com/swarmkeep/swarmkeep/driver/audit"
 	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 	"github.com/swarmkeep/swarmkeep/swarm/rollout"
@@ -66,7 +67,8 @@ rolls out every service that uses NAME, as swarmkeep rollout does.
 
 docker service rollback restores a service's previous spec, not a value: the
 tasks it starts ask the plugin again and get the latest version, the one
-being rolled back from. swarmkeep rollback changes the value.
+being rolled back from. swarmkeep rollback changes the value, and is recorded
+in the audit trail with the OS user.
 
   --to VERSION             the version whose content becomes current (default: the one before the latest)
   --no-rollout             only make the version current; tasks get it when they next start
@@ -226,6 +228,7 @@ func runRollback(env *cliEnv, args []string) error {
 	var sf storeFlags
 	var o rolloutOpts
 	sf.bind(fs, env)
+	auditFile := auditFileFlag(fs, env)
 	o.bind(fs)
 	to := fs.Uint64("to", 0, "version")
 	noRollout := fs.Bool("no-rollout", false, "only make the version current")
@@ -279,6 +282,7 @@ func runRollback(env *cliEnv, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "%s: version %d holds the content of version %d (version %d stays in the history)\n", name, ver, target, current)
+	recordAction(env, *auditFile, sf.backend, audit.Record{Action: audit.ActionRollback, Stored: name, Version: ver})
 	if *noRollout {
 		return nil
 	}

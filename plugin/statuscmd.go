@@ -37,7 +37,7 @@ const (
 func init() {
 	register("status", command{
 		summary: "show the running plugin's health, configuration hash, backends and recent errors",
-		usage: `Usage: swarmkeep status [--plugin NAME] [--socket PATH] [--json]
+		usage: `Usage: swarmkeep status [--plugin NAME] [--socket PATH] [--format F]
 
 Finds the plugin through the Docker API and reads its /health on the
 metrics socket (/run/docker/plugins/<plugin-id>/swarmkeep-metrics.sock, root
@@ -46,8 +46,9 @@ Exits 1 when the plugin is missing, disabled, unreachable or degraded.
 
   --plugin NAME   the plugin (default swarmkeep:latest; the tag may be left out)
   --socket PATH   read this metrics socket and skip the Docker lookup
-  --json          print the plugin and its health as JSON
-`,
+  --json          the same as --format json: the plugin and its health
+` + formatUsage("{{.Health.Status}} {{.Health.ConfigHash}}", ".Plugin (.Name .ID .Enabled .Socket .Addr) .Health\n"+
+			"                 (/health's document: .Status .Version .ConfigHash .Backends ...) .Via .Problem"),
 		run: runStatus,
 	})
 }
@@ -87,12 +88,16 @@ func runStatus(env *cliEnv, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	name := fs.String("plugin", "swarmkeep:latest", "plugin name")
 	socket := fs.String("socket", "", "metrics socket")
-	asJSON := fs.Bool("json", false, "JSON output")
+	format, asJSON := formatFlag(fs, true)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if err := exactArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	out, err := resolveFormat(*format, *asJSON)
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
@@ -114,11 +119,13 @@ func runStatus(env *cliEnv, args []string) error {
 	if problem != nil {
 		rep.Problem = problem.Error()
 	}
-	if *asJSON {
-		out, _ := json.MarshalIndent(rep, "", "  ")
-		fmt.Fprintf(env.stdout, "%s\n", out)
-	} else if rep.Plugin.ID != "" || rep.Health != nil {
-		printStatus(env.stdout, rep)
+	if err := out.print(env.stdout, rep, func(w io.Writer) error {
+		if rep.Plugin.ID != "" || rep.Health != nil {
+			printStatus(w, rep)
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	return problem
 }

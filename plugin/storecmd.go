@@ -111,9 +111,19 @@ func (f *storeFlags) open(ctx context.Context) (*store.Store, error) {
 	s, err := store.Open(ctx, m, k)
 	if err != nil {
 		m.Close()
-		return nil, err
+		return nil, wrongKeyHint(err)
 	}
 	return s, nil
+}
+
+// wrongKeyHint adds the fix to a key that does not open the store: the
+// store's records are fine, so it is the key to change, not the values.
+func wrongKeyHint(err error) error {
+	if errors.Is(err, store.ErrWrongKey) {
+		return fmt.Errorf("%w; use the key the store was created with (--key-file or --passphrase-file, "+
+			"env %s or %s), or restore the keyring from a backup if it is damaged", err, EnvCLIKeyFile, EnvCLIPassphrase)
+	}
+	return err
 }
 
 // storeCommand wires the common flags, argument count and store opening

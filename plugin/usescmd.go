@@ -38,6 +38,9 @@ var newSwarmAPI = func() (swarmAPI, error) {
 // name is the plugin's, its default backend, where its audit trail is.
 type usesFlags struct {
 	plugin, dflt, auditFile string
+	// shared is the flag set whose --audit-file a changing command bound
+	// first (put --rollout, rm, rollback): one trail, one flag.
+	shared *flag.FlagSet
 }
 
 const usesFlagsUsage = `
@@ -45,19 +48,27 @@ const usesFlagsUsage = `
                            name the swarmkeep plugin is installed under here, else swarmkeep)
   --default-backend NAME   the plugin's DEFAULT_BACKEND (default: the first of --backends);
                            the name is looked for in --backend, else in this one
-  --audit-file FILE        the plugin's audit trail, read for served versions (env
-                           SWARMKEEP_AUDIT_FILE, default ` + auditDefaultFile + `; FILE.1 too)
+  --audit-file FILE        the plugin's audit trail, read for served versions (FILE.1 too)
+                           and where a change is recorded (env SWARMKEEP_AUDIT_FILE,
+                           default ` + auditDefaultFile + `)
 `
 
 // bind binds the flags; commands call resolve once parsed.
 func (u *usesFlags) bind(fs *flag.FlagSet) {
 	fs.StringVar(&u.plugin, "plugin", "", "plugin name")
 	fs.StringVar(&u.dflt, "default-backend", "", "default backend")
+	if fs.Lookup("audit-file") != nil {
+		u.shared = fs
+		return
+	}
 	fs.StringVar(&u.auditFile, "audit-file", "", "audit trail")
 }
 
 // resolve fills in the defaults that come from the environment.
 func (u *usesFlags) resolve(env *cliEnv) {
+	if u.shared != nil {
+		u.auditFile = u.shared.Lookup("audit-file").Value.String()
+	}
 	if u.auditFile == "" {
 		u.auditFile = auditDefaultFile
 		if v := env.getenv("SWARMKEEP_AUDIT_FILE"); v != "" {

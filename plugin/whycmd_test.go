@@ -107,7 +107,7 @@ func failedTask(id string, slot int, age time.Duration) swarm.Task {
 		"starting container failed: unable to get secret from secret store: secret "+secretID+" not found", age)
 }
 
-func useSwarm(t *testing.T, f *fakeSwarm, health func() (metrics.Health, error)) {
+func useWhySwarm(t *testing.T, f *fakeSwarm, health func() (metrics.Health, error)) {
 	t.Helper()
 	prev, prevH := newWhyAPI, whyHealth
 	newWhyAPI = func() (whyAPI, error) { return f, nil }
@@ -173,7 +173,7 @@ func TestWhyPluginAnswer(t *testing.T) {
 	other.Request = &driver.Request{SecretName: "db_pw", ServiceName: "api", TaskID: "task0"}
 	other.Class, other.Line = driver.ClassOK, ""
 	writeStateTrail(t, state, audit.FromEvent(ev, time.Now().Add(-time.Minute)), audit.FromEvent(other, time.Now()))
-	useSwarm(t, f, nil)
+	useWhySwarm(t, f, nil)
 
 	code, rep, _ := whyJSON(t, "api")
 	if code != 1 || rep.Service != "api" || len(rep.Findings) != 2 {
@@ -228,7 +228,7 @@ func TestWhyPluginNotAsked(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeSwarm(tc.driver, failedTask("task1", 1, time.Minute), task("task2", 2, swarm.TaskStateAssigned, "", time.Minute))
 			f.plugins["swarmkeep:latest"] = skPlugin("swarmkeep:latest", tc.enabled, state)
-			useSwarm(t, f, tc.health)
+			useWhySwarm(t, f, tc.health)
 			code, rep, _ := whyJSON(t, "api")
 			if code != 1 || len(rep.Findings) != 2 {
 				t.Fatalf("exit %d: %+v", code, rep)
@@ -264,7 +264,7 @@ func TestWhyNoAnswerHere(t *testing.T) {
 	f := newFakeSwarm("swarmkeep", failedTask("task1", 1, time.Minute))
 	f.plugins["swarmkeep:latest"] = skPlugin("swarmkeep:latest", true, state)
 	f.leader = false
-	useSwarm(t, f, nil)
+	useWhySwarm(t, f, nil)
 	code, rep, _ := whyJSON(t, "task1")
 	if code != 1 || len(rep.Findings) != 1 || rep.Findings[0].Kind != "not_asked_here" ||
 		!strings.Contains(rep.Findings[0].Fix, "on the manager that was leader") ||
@@ -282,7 +282,7 @@ func TestWhyNoAnswerHere(t *testing.T) {
 func TestWhyTargets(t *testing.T) {
 	f := newFakeSwarm("swarmkeep", task("task1", 1, swarm.TaskStateRunning, "", time.Minute))
 	f.plugins["swarmkeep:latest"] = skPlugin("swarmkeep:latest", true, t.TempDir())
-	useSwarm(t, f, nil)
+	useWhySwarm(t, f, nil)
 	if code, out, _ := runCLI(t, nil, "", "why", "api"); code != 0 || !strings.Contains(out, "no secret problem: the task is running") {
 		t.Fatalf("running: exit %d\n%s", code, out)
 	}

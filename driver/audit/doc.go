@@ -1,6 +1,7 @@
 // Package audit is swarmkeep's audit trail: one structured record per
-// GetSecret answer, appended to a file that survives log rotation, and the
-// reader behind swarmkeep audit.
+// GetSecret answer, and per change an operator command made (see Operator
+// records), appended to a file that survives log rotation, and the reader
+// behind swarmkeep audit.
 //
 // A record says who asked for which secret, what was decided and how fast;
 // it never holds the value. The [driver.Event] it is built from carries no
@@ -35,7 +36,8 @@
 //	time        when the answer was made, RFC 3339 with nanoseconds, UTC
 //	secret      the Swarm secret's name ("" when the request could not be decoded)
 //	decision    "allow" (a value was served), "deny" (a backend or policy
-//	            refused the read: classes denied and policy_denied) or "error"
+//	            refused the read: classes denied and policy_denied), "error",
+//	            or "operator" for an operator action (see Operator records)
 //	class       the outcome class: ok, bad_request, bad_label, unknown_backend,
 //	            not_found, invalid_reference, corrupt, denied, unavailable,
 //	            timeout, invalid_value (and policy_denied, reserved); and
@@ -59,6 +61,34 @@
 //	size        the served value's length in bytes
 //	rule        the policy rule that decided (reserved for the policy)
 //	error       the error line answered to the engine
+//
+// # Operator records
+//
+// The operator commands (swarmkeep init, put, rm, rekey, import) append a
+// record to the same trail, with the same writer, after each change they
+// made to a store, so the trail says who changed a value as well as who
+// was served it. They are version 1 records told apart by their decision:
+//
+//	{"v":1,"time":"2025-01-02T03:04:05.123456789Z","secret":"",
+//	 "stored":"db_password","version":4,"decision":"operator","class":"ok",
+//	 "cached":false,"do_not_reuse":false,"latency_ms":0,
+//	 "action":"put","user":"alice","uid":0}
+//
+//	decision    "operator": not an answer to the engine; readers that
+//	            count answers skip it (a --decision allow filter never
+//	            matches it)
+//	class       "ok": only changes that were made are recorded
+//	secret      "" (no Swarm secret is involved)
+//	action      init, put, rm, rekey, import (or rollback)
+//	user        who: the real user's name, or SUDO_USER when root runs the
+//	            command through sudo
+//	uid         the real user ID of the process (0 under sudo)
+//	stored      the stored name (put, rm, import: one record per value);
+//	version     the version written (put, import) or removed (rm; absent:
+//	            the whole name)
+//	backend     the --backend instance; absent for the host's local store
+//
+// Like every record, an operator record never holds a value.
 //
 // # Compatibility
 //

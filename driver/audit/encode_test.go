@@ -41,6 +41,11 @@ func TestAppendLineMatchesMarshal(t *testing.T) {
 		Decision: DecisionAllow, Class: "ok", Cached: true, Stale: true, StaleAgeMS: 90000, DoNotReuse: true,
 		Size: 24, LatencyMS: 0.042, Rule: "shared", Error: "swarmkeep: secret x: not found"}
 	checkSameAsMarshal(t, full)
+	for _, uid := range []int{0, 1000, -1} {
+		op := Record{V: 1, Time: at, Stored: "db", Version: 2, Decision: DecisionOperator, Class: "ok",
+			Action: ActionPut, User: "alice", UID: &uid}
+		checkSameAsMarshal(t, op)
+	}
 	checkSameAsMarshal(t, Record{})
 	checkSameAsMarshal(t, Record{V: 1, Time: at, Decision: DecisionError, Class: "bad_request", LatencyMS: 1.5})
 	for _, s := range []string{"", "a\"b\\c", "\x00\x01\b\f\n\r\t\x1f\x7f", "<script>&amp;</script>", "\u2028\u2029",
@@ -75,7 +80,12 @@ func FuzzAppendLineMatchesMarshal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s, e string, n int64, lat float64, ns int64, flag bool) {
 		r := Record{V: int(n), Time: time.Unix(0, ns).UTC(), Secret: s, Stored: e, Version: uint64(n), Backend: s,
 			Service: e, ServiceID: s, Task: e, TaskID: s, Image: e, Node: s, Decision: Decision(e), Class: s,
-			Cached: flag, Stale: !flag, StaleAgeMS: n, DoNotReuse: flag, Size: int(n), LatencyMS: lat, Rule: s, Error: e}
+			Cached: flag, Stale: !flag, StaleAgeMS: n, DoNotReuse: flag, Size: int(n), LatencyMS: lat, Rule: s, Error: e,
+			Action: e, User: s}
+		if flag {
+			uid := int(n)
+			r.UID = &uid
+		}
 		checkSameAsMarshal(t, r)
 	})
 }

@@ -20,6 +20,21 @@ const (
 	DecisionAllow Decision = "allow"
 	DecisionDeny  Decision = "deny"
 	DecisionError Decision = "error"
+	// DecisionOperator marks an operator action (put, rm, rekey, ...),
+	// not an answer to the engine: see Action.
+	DecisionOperator Decision = "operator"
+)
+
+// Operator actions, the Action of a DecisionOperator record.
+const (
+	ActionInit   = "init"
+	ActionPut    = "put"
+	ActionRemove = "rm"
+	ActionRekey  = "rekey"
+	ActionImport = "import"
+	// ActionRollback is for swarmkeep rollback: the stored name and the
+	// version it puts back.
+	ActionRollback = "rollback"
 )
 
 // Record is one line of the trail. It has no field that could hold a value;
@@ -50,6 +65,16 @@ type Record struct {
 	// Error is the line answered to the engine. It is the only free text
 	// in a record, and the driver builds it without values.
 	Error string `json:"error,omitempty"`
+
+	// Operator actions (Decision DecisionOperator) only.
+	//
+	// Action is what was done to the store: one of the Action constants.
+	Action string `json:"action,omitempty"`
+	// User is who did it: the name of the real user ID, or SUDO_USER
+	// when root runs the command for a sudo user.
+	User string `json:"user,omitempty"`
+	// UID is the real user ID of the process (0 under sudo).
+	UID *int `json:"uid,omitempty"`
 }
 
 // DecisionOf files a class under allow, deny or error.
@@ -160,5 +185,11 @@ func (r *Record) appendLine(b []byte) ([]byte, error) {
 	}
 	b = appendField(b, "rule", r.Rule, true)
 	b = appendField(b, "error", r.Error, true)
+	b = appendField(b, "action", r.Action, true)
+	b = appendField(b, "user", r.User, true)
+	if r.UID != nil {
+		b = append(b, `,"uid":`...)
+		b = strconv.AppendInt(b, int64(*r.UID), 10)
+	}
 	return append(b, '}', '\n'), nil
 }

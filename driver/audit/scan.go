@@ -35,9 +35,9 @@ func (f Filter) Validate() error {
 		}
 	}
 	switch Decision(f.Decision) {
-	case "", DecisionAllow, DecisionDeny, DecisionError:
+	case "", DecisionAllow, DecisionDeny, DecisionError, DecisionOperator:
 	default:
-		return fmt.Errorf("unknown decision %q: want allow, deny or error", f.Decision)
+		return fmt.Errorf("unknown decision %q: want allow, deny, error or operator", f.Decision)
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
 		return errors.New("the time range is empty: until is not after since")

@@ -120,6 +120,30 @@ const maxKeptBatch = 64 << 10
 func (w *Writer) Observe(ev driver.Event) {
 	now := time.Now()
 	r := FromEvent(ev, now)
+	w.write(&r, now)
+}
+
+// Append writes one record made elsewhere, such as an operator action's,
+// and returns once it is written. Its V is set to FormatVersion and an
+// unset Time to now. It reports the write's failure, which is counted by
+// Errors as well; with several goroutines writing, the error returned may
+// be another record's.
+func (w *Writer) Append(r Record) error {
+	now := time.Now()
+	r.V = FormatVersion
+	if r.Time.IsZero() {
+		r.Time = now.UTC()
+	}
+	before := w.errs.Load()
+	w.write(&r, now)
+	if w.errs.Load() != before {
+		return w.LastError()
+	}
+	return nil
+}
+
+// write encodes r and writes it with group commit (see Observe).
+func (w *Writer) write(r *Record, now time.Time) {
 	bp := linePool.Get().(*[]byte)
 	line, err := r.appendLine((*bp)[:0])
 	if err != nil {

@@ -19,6 +19,11 @@ var (
 	// ErrCorrupt: a record failed to open: tampered, truncated, or sealed
 	// with a key this plugin does not have.
 	ErrCorrupt = errors.New("record cannot be opened")
+	// ErrWrongKey: the key (a key file or passphrase) does not open the
+	// store: it was sealed with another key. Putting values again cannot
+	// help, unlike a damaged record; the key must change. It wraps
+	// ErrCorrupt.
+	ErrWrongKey = fmt.Errorf("%w: wrong key", ErrCorrupt)
 	// ErrUnavailable: the backend cannot answer now (down, slow, locked).
 	ErrUnavailable = errors.New("backend unavailable")
 	// ErrDenied: the backend refused the read (credentials, permissions).

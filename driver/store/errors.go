@@ -11,8 +11,9 @@ import (
 var ErrExists = errors.New("store already exists")
 
 // ErrWrongKey means the key source does not open the store's keyring:
-// another key file or passphrase, or a damaged keyring. It wraps
-// backend.ErrCorrupt, so errors.Is(err, backend.ErrCorrupt) also holds.
+// another key file or passphrase, or (rarely: the AEAD cannot tell) a
+// damaged keyring. It wraps backend.ErrWrongKey, and so backend.ErrCorrupt:
+// errors.Is(err, backend.ErrCorrupt) also holds.
 var ErrWrongKey error = wrongKeyError{}
 
 // wrongKeyError names the key source; all values match ErrWrongKey.
@@ -26,11 +27,13 @@ func (e wrongKeyError) Error() string {
 	if src == "" {
 		src = "key"
 	}
-	msg := src + " does not open this store's keyring"
-	if e.why != "" {
-		msg += " (" + e.why + ")"
+	// Said as what it is, a key that is not the store's, not as a
+	// corrupt record: the fix is the key, not putting values again.
+	why := e.why
+	if why == "" {
+		why = "it was sealed with another key"
 	}
-	return msg
+	return src + " does not open this store: " + why
 }
 
 func (e wrongKeyError) Is(target error) bool {
@@ -38,7 +41,7 @@ func (e wrongKeyError) Is(target error) bool {
 	return ok
 }
 
-func (e wrongKeyError) Unwrap() error { return backend.ErrCorrupt }
+func (e wrongKeyError) Unwrap() error { return backend.ErrWrongKey }
 
 // unknownKeyError: a record is sealed with a data key our keyring does
 // not hold. While a rekey runs elsewhere that is expected and a keyring

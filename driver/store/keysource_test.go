@@ -150,7 +150,7 @@ func TestOpen_WrongKey(t *testing.T) {
 			if !errors.Is(err, ErrWrongKey) || !errors.Is(err, backend.ErrCorrupt) {
 				t.Fatalf("Open = %v, want ErrWrongKey", err)
 			}
-			if !strings.Contains(err.Error(), "does not open this store's keyring") {
+			if !strings.Contains(err.Error(), "does not open this store: ") {
 				t.Fatalf("unclear message: %v", err)
 			}
 		})

@@ -244,8 +244,11 @@ func cliRun(t *testing.T, stdin []byte, args ...string) string {
 	return out
 }
 
+// cliEnv points the operator commands at the test plugin's store, key and
+// audit trail (put and rm add operator records to it), never the host's.
 func (e *env) cliEnv() []string {
-	return []string{"SWARMKEEP_STORE=" + e.storeDir, "SWARMKEEP_KEY_FILE=" + e.keyFile}
+	return []string{"SWARMKEEP_STORE=" + e.storeDir, "SWARMKEEP_KEY_FILE=" + e.keyFile,
+		"SWARMKEEP_AUDIT_FILE=" + filepath.Join(e.stateDir, "audit", "audit.log")}
 }
 
 // put stores value under name with `swarmkeep put NAME` reading stdin; the value is recorded

@@ -271,7 +271,7 @@ func (e *env) setup(ctx context.Context) error {
 	if err := os.WriteFile(e.swarmkeep, bin, 0o755); err != nil {
 		return err
 	}
-	if _, err := runCmd(ctx, e.root, nil, nil, e.swarmkeep, "init", "--store", e.storeDir, "--key-file", e.keyFile); err != nil {
+	if _, err := runCmd(ctx, e.root, e.cliEnv(), nil, e.swarmkeep, "init"); err != nil {
 		return fmt.Errorf("swarmkeep init: %w", err)
 	}
 	if err := e.installPlugin(ctx, bundle); err != nil {
