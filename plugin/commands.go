@@ -108,7 +108,7 @@ func runInit(env *cliEnv, args []string) error {
 		where = "backend " + sf.backend
 	}
 	fmt.Fprintf(env.stdout, "initialised store %s in %s\n", s.ID(), where)
-	return nil
+	return sf.awaitMirrors(ctx, env)
 }
 
 func runPut() func(*cliEnv, []string) error {

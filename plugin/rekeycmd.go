@@ -110,6 +110,9 @@ func runRekey(env *cliEnv, args []string) error {
 	if err := op.apply(ctx, env, what, m, k); err != nil {
 		return err
 	}
+	if err := sf.awaitMirrors(ctx, env); err != nil {
+		return err
+	}
 	// Last-known-good stores are sealed with the plugin's key. Their data
 	// keys are rotated whatever store was rekeyed; they move to a new key
 	// only when the plugin's key is what changed, or the plugin could no
