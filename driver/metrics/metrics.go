@@ -103,6 +103,10 @@ type Options struct {
 	// hash for /health. It runs on every /health request, so a reloaded
 	// policy shows at once; it must be cheap.
 	Policy func() (source, hash string)
+	// Stores, when set, fingerprints the opened store-backed backends for
+	// /health. It runs on every /health request and reads every record:
+	// /health is for status and the agent, not for tight probe loops.
+	Stores func() map[string]backend.StoreDigest
 }
 
 // Metrics counts answers and keeps what /health shows. It is safe for
