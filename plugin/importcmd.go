@@ -43,8 +43,8 @@ larger secret). For example:
   {"name":"db/password","value":"s3cr3t"}
   {"name":"tls/key","value_base64":"LS0tLS1CRUdJTi..."}
 
-On an etcd store (--backend) the records are written one by one, so a
-failure part way leaves the earlier ones stored.
+On an etcd or replicated (swarm) store (--backend) the records are written one
+by one, so a failure part way leaves the earlier ones stored.
 ` + storeFlagsUsage,
 		run: storeCommand("import", 0, "no arguments (the values come on stdin)", nil, runImport),
 	})

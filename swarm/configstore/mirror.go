@@ -61,6 +61,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 	// Events first, then the listing: nothing committed in between is missed.
 	msgs, errs := m.API.Events(ectx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.ConfigEventType)))})
 	if err := m.Sync(ctx, local); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	resync := m.Resync
@@ -81,8 +84,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 		case <-msgs:
 			drain(msgs)
 		case <-tick.C:
+			m.applied = map[string]uint64{} // compare every blob again
 		}
 		if err := m.Sync(ctx, local); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopping: not a failure
+			}
 			return err
 		}
 	}

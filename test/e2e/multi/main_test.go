@@ -24,8 +24,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -287,7 +289,9 @@ func (e *engine) install(ctx context.Context, c *cluster, bundle string) error {
 	return e.startAgent(c)
 }
 
-// teardown stops the agents, then the three engines in parallel.
+// teardown stops the agents, then the engines: TERM to the three dockerds at
+// once (leaving the swarm one manager after the other waits on a lost
+// quorum), then dockerd.sh stop cleans up after each.
 func (c *cluster) teardown() {
 	var wg sync.WaitGroup
 	for _, e := range c.engines {
@@ -296,6 +300,13 @@ func (c *cluster) teardown() {
 			e.cli.Close()
 		}
 		wg.Go(func() {
+			if b, err := os.ReadFile(filepath.Join(e.dir, "dockerd.pid")); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && syscall.Kill(pid, syscall.SIGTERM) == nil {
+					for i := 0; i < 400 && syscall.Kill(pid, 0) == nil; i++ {
+						time.Sleep(100 * time.Millisecond)
+					}
+				}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			if _, err := run(ctx, nil, nil, filepath.Join(c.root, "scripts", "dockerd.sh"), "stop", e.dir); err != nil {

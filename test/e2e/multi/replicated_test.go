@@ -207,8 +207,10 @@ func TestReplicatedStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t3 := time.Now()
 		svc := createService(t, lead, "fo", 6, "db")
 		tasks := waitRunning(t, lead, svc, 6, 90*time.Second, nil)
+		logf("6 tasks running in %s", time.Since(t3).Round(time.Millisecond))
 		onLeader := 0
 		for _, tk := range tasks {
 			if got := readTaskSecret(t, tk, "db"); !bytes.Equal(got, cur) {
@@ -261,9 +263,11 @@ func TestReplicatedStore(t *testing.T) {
 		// The dead manager returns: a put made while it was down reaches it.
 		while := []byte("while-down-" + randHex(4))
 		put(t, nl, "late", while)
+		t2 := time.Now()
 		if err := lead.start(ctx, C.root, ""); err != nil {
 			t.Fatal(err)
 		}
+		logf("manager %d's engine restarted in %s", lead.n, time.Since(t2).Round(time.Millisecond))
 		// Its agent's loops back off while the engine is gone (up to 30s);
 		// restarting it is what the operator (or a unit restart) does.
 		lead.stopAgent()
