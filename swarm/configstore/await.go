@@ -27,11 +27,7 @@ type Manager struct {
 }
 
 func (m Manager) String() string {
-	s := m.Host + " (" + m.Addr + ")"
-	if m.Down {
-		s += " (down)"
-	}
-	return s
+	return m.Host + " (" + m.Addr + ")"
 }
 
 // Managers returns every manager with its published mirror index for prefix.

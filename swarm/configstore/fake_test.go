@@ -18,11 +18,12 @@ import (
 // stale version refused with "update out of sequence". The real engines
 // are in test/e2e/multi.
 type fakeSwarm struct {
-	mu      sync.Mutex
-	index   uint64
-	byID    map[string]*swarm.Config
-	events  chan events.Message
-	removes int
+	mu       sync.Mutex
+	index    uint64
+	byID     map[string]*swarm.Config
+	events   chan events.Message
+	removes  int
+	inspects int
 }
 
 func newFakeSwarm() *fakeSwarm {
@@ -81,6 +82,7 @@ func clone(s swarm.ConfigSpec) swarm.ConfigSpec {
 func (f *fakeSwarm) ConfigInspectWithRaw(_ context.Context, id string) (swarm.Config, []byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.inspects++
 	c := f.find(id)
 	if c == nil {
 		return swarm.Config{}, nil, cerrdefs.ErrNotFound.WithMessage("config " + id + " not found")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -193,5 +194,40 @@ func TestMirror(t *testing.T) {
 	check()
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMirrorCatchUp: a folder far behind (a new or returning manager) is
+// filled from one listing of the data configs, not one inspect per chunk.
+func TestMirrorCatchUp(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeSwarm()
+	m, _ := New(f, "t", nil)
+	if _, err := m.Write(ctx, "keyring", []byte("ring"), ""); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3 * bulkFetch
+	for i := range n {
+		if _, err := m.Write(ctx, fmt.Sprintf("r/n%d", i), []byte(fmt.Sprint("v", i)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	local, err := store.OpenDir(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	before := f.inspects
+	mr := &Mirror{API: f, Prefix: "t", Dir: "unused"}
+	if err := mr.Sync(ctx, local); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.inspects - before; got != 0 {
+		t.Fatalf("%d inspects for a catch-up of %d names, want none", got, n+1)
+	}
+	for i := range n {
+		if b, _, err := local.Read(ctx, fmt.Sprintf("r/n%d", i)); err != nil || string(b) != fmt.Sprint("v", i) {
+			t.Fatalf("r/n%d = %q %v", i, b, err)
+		}
 	}
 }

@@ -300,6 +300,7 @@ func (c *cluster) teardown() {
 			e.cli.Close()
 		}
 		wg.Go(func() {
+			t0 := time.Now()
 			if b, err := os.ReadFile(filepath.Join(e.dir, "dockerd.pid")); err == nil {
 				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && syscall.Kill(pid, syscall.SIGTERM) == nil {
 					for i := 0; i < 400 && syscall.Kill(pid, 0) == nil; i++ {
@@ -307,10 +308,18 @@ func (c *cluster) teardown() {
 					}
 				}
 			}
+			t1 := time.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			if _, err := run(ctx, nil, nil, filepath.Join(c.root, "scripts", "dockerd.sh"), "stop", e.dir); err != nil {
-				logf("warning: stopping engine %d: %v", e.n, err)
+			defer func() {
+				logf("engine %d: dockerd exited in %s, cleanup %s", e.n, t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
+			}()
+			cmd := exec.CommandContext(ctx, filepath.Join(c.root, "scripts", "dockerd.sh"), "stop", e.dir)
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			err := cmd.Run()
+			if err != nil || time.Since(t1) > 30*time.Second {
+				logf("engine %d: dockerd.sh stop: %v\n%s", e.n, err, errb.String())
 			}
 		})
 	}
