@@ -120,8 +120,8 @@ func TestMirror(t *testing.T) {
 	}
 	var published []uint64
 	mr := &Mirror{API: f, Prefix: "t", Dir: dir, Publish: func(_ context.Context, i uint64) error { published = append(published, i); return nil }}
-	if err := mr.Sync(ctx, local); err == nil {
-		t.Fatal("mirror replaced a non-empty folder with a store the swarm does not hold")
+	if err := mr.Sync(ctx, local); !errors.Is(err, ErrNoStore) {
+		t.Fatalf("mirror of a swarm without a store over a folder with one: %v, want ErrNoStore", err)
 	}
 	if b, _, _ := local.Read(ctx, "keyring"); string(b) != "an old file store" {
 		t.Fatalf("folder changed: %q", b)
@@ -229,5 +229,52 @@ func TestMirrorCatchUp(t *testing.T) {
 		if b, _, err := local.Read(ctx, fmt.Sprintf("r/n%d", i)); err != nil || string(b) != fmt.Sprint("v", i) {
 			t.Fatalf("r/n%d = %q %v", i, b, err)
 		}
+	}
+}
+
+// TestMirrorIdleWithoutStore: on a manager that keeps a file store and runs
+// the agent for other loops, the mirror neither fails nor touches the
+// folder; once a replicated store appears, it mirrors it.
+func TestMirrorIdleWithoutStore(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f := newFakeSwarm()
+	dir := filepath.Join(t.TempDir(), "store")
+	local, err := store.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	if _, err := local.Write(ctx, "keyring", []byte("file store"), ""); err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- (&Mirror{API: f, Prefix: "t", Dir: dir}).Run(rctx) }()
+	time.Sleep(100 * time.Millisecond) // let it pass once; it must still run
+	select {
+	case err := <-ran:
+		t.Fatalf("mirror stopped without a store: %v", err)
+	default:
+	}
+	if b, _, _ := local.Read(ctx, "keyring"); string(b) != "file store" {
+		t.Fatalf("folder touched: %q", b)
+	}
+	m, _ := New(f, "t", nil)
+	if _, err := m.Write(ctx, "keyring", []byte("replicated"), ""); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if b, _, _ := local.Read(ctx, "keyring"); string(b) == "replicated" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("store created later was not mirrored")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

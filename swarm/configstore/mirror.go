@@ -22,6 +22,12 @@ type MirrorAPI interface {
 	Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error)
 }
 
+// ErrNoStore is returned by Sync when the swarm holds no replicated store
+// under the prefix while the folder holds one: the folder is left alone,
+// and Run waits for the store to appear (a manager that uses a file store
+// runs the agent for its other loops).
+var ErrNoStore = errors.New("the swarm holds no replicated store")
+
 // MirrorLabel is the node label under which a manager's agent publishes the
 // Raft index its store folder has caught up with, for a store prefix: every
 // write at or below that index is in the folder, so this manager's plugin
@@ -60,7 +66,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	defer cancel()
 	// Events first, then the listing: nothing committed in between is missed.
 	msgs, errs := m.API.Events(ectx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.ConfigEventType)))})
-	if err := m.Sync(ctx, local); err != nil {
+	if err := m.Sync(ctx, local); err != nil && !errors.Is(err, ErrNoStore) {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -93,7 +99,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		case <-tick.C:
 			m.applied = map[string]uint64{} // compare every blob again
 		}
-		if err := m.Sync(ctx, local); err != nil {
+		if err := m.Sync(ctx, local); err != nil && !errors.Is(err, ErrNoStore) {
 			if ctx.Err() != nil {
 				return nil // stopping: not a failure
 			}
@@ -202,8 +208,9 @@ func (m *Mirror) pass(ctx context.Context, local *store.DirMedium) (index uint64
 	}
 	if !live["keyring"] && len(localKeys) > 0 {
 		// Never wipe a folder for a store that is not there: a wrong
-		// prefix, or a file store not yet imported.
-		return 0, false, fmt.Errorf("the swarm holds no store %q but %s is not empty; fix: create it (swarmkeep init or import with --backend) or point the agent at an empty folder", m.Prefix, m.Dir)
+		// prefix, or a file store on a manager that does not use the
+		// replicated store.
+		return 0, false, fmt.Errorf("%w %q, and %s holds a store: left as it is", ErrNoStore, m.Prefix, m.Dir)
 	}
 	// The keyring first: records sealed with a new data key must find it.
 	slices.SortFunc(heads, func(a, b swarm.Config) int {
