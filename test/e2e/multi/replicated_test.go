@@ -123,9 +123,13 @@ func TestReplicatedStore(t *testing.T) {
 				}
 			}
 		}
-		logf("put -> served by another manager's plugin: p50 %s p99 %s max %s (%d samples); put command (process, commit) p50 %s",
-			percentile(lat, .5).Round(time.Millisecond), percentile(lat, .99).Round(time.Millisecond),
-			slices.Max(lat).Round(time.Millisecond), len(lat), percentile(acked, .5).Round(time.Millisecond))
+		ms := make([]string, len(lat))
+		for i, d := range slices.Sorted(slices.Values(lat)) {
+			ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
+		}
+		logf("put -> served by another manager's plugin: p50 %s p90 %s p99 %s max %s (%d samples, ms: %s); put command (process, commit) p50 %s",
+			percentile(lat, .5).Round(time.Millisecond), percentile(lat, .9).Round(time.Millisecond), percentile(lat, .99).Round(time.Millisecond),
+			slices.Max(lat).Round(time.Millisecond), len(lat), strings.Join(ms, " "), percentile(acked, .5).Round(time.Millisecond))
 		var waited []time.Duration
 		for i := range 5 {
 			t0 := time.Now()
