@@ -218,7 +218,8 @@ func (m *Medium) createChunks(ctx context.Context, blob []byte) ([]string, error
 
 // removeChunks removes data configs nobody points at any more. It is best
 // effort, with its own deadline so a cancelled caller still cleans up: a
-// chunk left behind is only garbage (the mirror's leader sweeps it).
+// chunk left behind (the engine failed here) is only garbage, never read;
+// nothing sweeps it yet (docker config rm removes it).
 func (m *Medium) removeChunks(ids []string) {
 	if len(ids) == 0 {
 		return
