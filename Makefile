@@ -94,8 +94,8 @@ unit: ## unit tests with the race detector, then the 100,000-request load test a
 fuzz: ## run each Go fuzz target for FUZZTIME seconds (default 10), one after another
 	$(Q)scripts/fuzz.sh $(FUZZTIME)
 
-e2e: ## end-to-end tests against a real dockerd in swarm mode (root starts a private one)
-	$(Q)$(GOTEST) -tags e2e -timeout 25m ./test/e2e/
+e2e: ## end-to-end tests on a real dockerd in swarm mode, then on a 3-manager swarm (root starts private ones)
+	$(Q)$(GOTEST) -p 1 -tags e2e -timeout 25m ./test/e2e/...
 
 bench: ## the shipped binary vs a null plugin, separate processes (BENCHFLAGS=-quick: short run; test/bench/README.md)
 	$(Q)$(GO) run ./test/bench $(BENCHFLAGS)
@@ -103,10 +103,10 @@ bench: ## the shipped binary vs a null plugin, separate processes (BENCHFLAGS=-q
 lint: ## gofmt, go vet and staticcheck (also the e2e and file-only builds), then vulncheck
 	$(Q)out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(Q)$(GO) vet ./...
-	$(Q)$(GO) vet -tags e2e ./test/e2e/
+	$(Q)$(GO) vet -tags e2e ./test/e2e/...
 	$(Q)$(GO) vet -tags $(SMALL_TAGS) ./plugin/
 	$(Q)$(GO) run $(STATICCHECK) ./...
-	$(Q)$(GO) run $(STATICCHECK) -tags e2e ./test/e2e/
+	$(Q)$(GO) run $(STATICCHECK) -tags e2e ./test/e2e/...
 	$(Q)$(GO) run $(STATICCHECK) -tags $(SMALL_TAGS) ./plugin/
 	$(Q)$(MAKE) --no-print-directory vulncheck
 

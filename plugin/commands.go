@@ -145,7 +145,7 @@ func runInit(env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "initialised store %s in %s\n", s.ID(), where)
 	recordAction(env, *auditFile, sf.backend, audit.Record{Action: audit.ActionInit})
-	return nil
+	return sf.awaitMirrors(ctx, env)
 }
 
 func runPut() func(*cliEnv, []string) error {

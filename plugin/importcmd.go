@@ -44,8 +44,8 @@ larger secret). For example:
   {"name":"db/password","value":"s3cr3t"}
   {"name":"tls/key","value_base64":"LS0tLS1CRUdJTi..."}
 
-On an etcd store (--backend) the records are written one by one, so a
-failure part way leaves the earlier ones stored.
+On an etcd or replicated (swarm) store (--backend) the records are written one
+by one, so a failure part way leaves the earlier ones stored.
 
 Each value stored is recorded in the audit trail (name and version, with the
 OS user; never the value).

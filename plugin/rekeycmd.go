@@ -113,6 +113,9 @@ func runRekey(env *cliEnv, args []string) error {
 		return err
 	}
 	recordAction(env, *auditFile, sf.backend, audit.Record{Action: audit.ActionRekey})
+	if err := sf.awaitMirrors(ctx, env); err != nil {
+		return err
+	}
 	// Last-known-good stores are sealed with the plugin's key. Their data
 	// keys are rotated whatever store was rekeyed; they move to a new key
 	// only when the plugin's key is what changed, or the plugin could no

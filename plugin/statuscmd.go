@@ -41,8 +41,11 @@ func init() {
 
 Finds the plugin through the Docker API and reads its /health on the
 metrics socket (/run/docker/plugins/<plugin-id>/swarmkeep-metrics.sock, root
-only). Run it on each manager: equal configuration hashes mean equal settings.
-Exits 1 when the plugin is missing, disabled, unreachable or degraded.
+only). On a swarm manager it also lists every manager's plugin as its
+agent publishes it (enabled, settings hash, store identity, a digest of each
+name's latest version, mirror index) and flags any manager that differs.
+Exits 1 when the plugin is missing, disabled, unreachable or degraded, or when
+managers differ.
 
   --plugin NAME   the plugin (default swarmkeep:latest; the tag may be left out)
   --socket PATH   read this metrics socket and skip the Docker lookup
@@ -82,6 +85,8 @@ type statusReport struct {
 	Health  *metrics.Health `json:"health"`
 	Via     string          `json:"via,omitempty"`
 	Problem string          `json:"problem,omitempty"`
+	// Managers are every manager's plugin as its agent published it.
+	Managers []managerState `json:"managers,omitempty"`
 }
 
 func runStatus(env *cliEnv, args []string) error {
@@ -116,12 +121,21 @@ func runStatus(env *cliEnv, args []string) error {
 			problem = healthProblem(h)
 		}
 	}
+	var managers bool
+	if *socket == "" {
+		var mproblem error
+		rep.Managers, managers, mproblem = managersReport(ctx)
+		problem = errors.Join(problem, mproblem)
+	}
 	if problem != nil {
 		rep.Problem = problem.Error()
 	}
 	if err := out.print(env.stdout, rep, func(w io.Writer) error {
 		if rep.Plugin.ID != "" || rep.Health != nil {
 			printStatus(w, rep)
+		}
+		if managers {
+			printManagers(w, rep.Managers)
 		}
 		return nil
 	}); err != nil {

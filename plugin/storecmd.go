@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver"
 	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/server"
 	"github.com/swarmkeep/swarmkeep/driver/store"
+	"github.com/swarmkeep/swarmkeep/swarm/configstore"
 )
 
 // Environment the operator commands read, so a host can set its paths once.
@@ -33,6 +35,10 @@ type storeFlags struct {
 	// backend names an instance of backends (the plugin's BACKENDS
 	// syntax), so the commands reach the same etcd store the plugin reads.
 	backend, backends string
+	// wait bounds how long a write to the replicated store waits for
+	// every manager's mirror; m is the medium opened, to ask it.
+	wait time.Duration
+	m    store.Medium
 }
 
 const storeFlagsUsage = `
@@ -43,6 +49,8 @@ Store flags (every store command):
   --backend NAME          work on this instance of --backends instead of the local store (env SWARMKEEP_BACKEND)
   --backends SPEC         instances, in the plugin's BACKENDS syntax (env SWARMKEEP_BACKENDS), e.g.
                           "shared:etcd?endpoints=https://127.0.0.1:2379&tls_ca=/etc/swarmkeep/etcd/ca.pem"
+  --wait D                replicated (swarm) store: after a change, wait up to D for every manager's
+                          mirror to apply it, and fail naming those that lag (default 15s; 0: do not wait)
 `
 
 func (f *storeFlags) bind(fs *flag.FlagSet, env *cliEnv) {
@@ -57,6 +65,7 @@ func (f *storeFlags) bind(fs *flag.FlagSet, env *cliEnv) {
 	fs.StringVar(&f.passFile, "passphrase-file", env.getenv(EnvCLIPassphrase), "passphrase file")
 	fs.StringVar(&f.backend, "backend", env.getenv(EnvCLIBackend), "backend instance")
 	fs.StringVar(&f.backends, "backends", env.getenv(EnvCLIBackends), "backend instances")
+	fs.DurationVar(&f.wait, "wait", 15*time.Second, "wait for every manager's mirror")
 }
 
 func (f *storeFlags) keySource() store.KeySource {
@@ -87,6 +96,7 @@ func (f *storeFlags) medium(ctx context.Context) (store.Medium, store.KeySource,
 		if err != nil {
 			return nil, nil, fmt.Errorf("backend %s: %w", b.Name, err)
 		}
+		f.m = m
 		return m, k, nil
 	}
 	return nil, nil, fmt.Errorf("backend %q is not in --backends %q", f.backend, f.backends)
@@ -154,8 +164,33 @@ func storeCommand(name string, nargs int, what string, extra func(fs *flag.FlagS
 			return err
 		}
 		defer s.Close()
-		return body(ctx, env, s, pos)
+		if err := body(ctx, env, s, pos); err != nil {
+			return err
+		}
+		return sf.awaitMirrors(ctx, env)
 	}
+}
+
+// awaitMirrors keeps the replicated store's promise: once a command that
+// changed it returns, every manager's plugin answers the change. It waits
+// for each reachable manager's mirror to publish that it applied the
+// write; a manager that is down catches up when it returns, before its
+// agent publishes anything, and is only named.
+func (f *storeFlags) awaitMirrors(ctx context.Context, env *cliEnv) error {
+	cm, ok := f.m.(*configstore.Medium)
+	if !ok || cm.LastWrite() == 0 || f.wait <= 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, f.wait)
+	defer cancel()
+	down, err := cm.AwaitMirrors(wctx, 20*time.Millisecond)
+	for _, d := range down {
+		fmt.Fprintf(env.stderr, "note: manager %s is down; its agent catches up when it returns\n", d)
+	}
+	if err != nil {
+		return fmt.Errorf("the change is stored in the swarm, but %w within --wait %s; their plugins answer the previous state until their agents catch up (fix: start swarmkeep-agent there; swarmkeep status names them)", err, f.wait)
+	}
+	return nil
 }
 
 // readValue reads a value from a file or stdin, refusing more than a store

@@ -17,6 +17,9 @@
 # which every engine on the host shares; use the "host" network or none. Needs root.
 # Env: DOCKERD_WAIT (seconds to wait for the engine to answer, default 60);
 #      SWARM_ADDR (loopback address swarm listens and advertises on, default 127.0.0.1).
+#      SWARM_JOIN=TOKEN@HOST:PORT joins that swarm (a manager token makes a manager)
+#      instead of initialising a new one (a multi-manager swarm on one host: give each
+#      engine its own SWARM_ADDR).
 #      Swarm's gossip binds SWARM_ADDR:7946 whatever the swarm port is, so two engines
 #      on one host that both use 127.0.0.1 hear each other's swarm: give each engine
 #      that runs at the same time its own address, e.g. 127.0.31.1.
@@ -26,7 +29,7 @@ log() { printf 'dockerd.sh: %s\n' "$*" >&2; }
 die() { printf 'dockerd.sh: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -164,11 +167,18 @@ start() {
     [ "$dport" != "$port" ] || dport=$(free_port)
     local addr=${SWARM_ADDR:-127.0.0.1}
     case $addr in 127.*) ;; *) die "SWARM_ADDR must be a loopback address (127.x.y.z), got $addr" ;; esac
-    log "swarm init on $addr:$port"
     local out
-    out=$(dk swarm init --advertise-addr "$addr" --listen-addr "$addr:$port" \
-      --data-path-port "$dport" 2>&1) || { printf '%s\n' "$out" >&2; die "docker swarm init failed (log: $logfile)"; }
-    log "swarm manager ready (single node)"
+    if [ -n "${SWARM_JOIN:-}" ]; then
+      log "swarm join ${SWARM_JOIN#*@} from $addr:$port"
+      out=$(dk swarm join --token "${SWARM_JOIN%@*}" --advertise-addr "$addr:$port" --listen-addr "$addr:$port" \
+        "${SWARM_JOIN#*@}" 2>&1) || { printf '%s\n' "$out" >&2; die "docker swarm join failed (log: $logfile)"; }
+      log "joined the swarm"
+    else
+      log "swarm init on $addr:$port"
+      out=$(dk swarm init --advertise-addr "$addr" --listen-addr "$addr:$port" \
+        --data-path-port "$dport" 2>&1) || { printf '%s\n' "$out" >&2; die "docker swarm init failed (log: $logfile)"; }
+      log "swarm manager ready (single node)"
+    fi
   else
     log "already in swarm mode"
   fi

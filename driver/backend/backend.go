@@ -111,3 +111,22 @@ type Counter interface {
 	// their version counter included.
 	Count(ctx context.Context) (int, error)
 }
+
+// Digester is implemented by backends that can say what they serve as a
+// short fingerprint (swarmkeep's stores), so `swarmkeep status` can compare
+// managers' plugins without seeing a value; found by type assertion.
+type Digester interface {
+	Digest(ctx context.Context) (StoreDigest, error)
+}
+
+// StoreDigest fingerprints what a store serves.
+type StoreDigest struct {
+	// ID is the store's identity (random at init): two plugins with the
+	// same ID read copies of one store.
+	ID string `json:"id"`
+	// Names is the number of names.
+	Names int `json:"names"`
+	// Digest is a SHA-256 prefix over every name and its latest version:
+	// equal digests mean every name answers the same version.
+	Digest string `json:"digest"`
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Health statuses.
@@ -35,6 +36,10 @@ type Health struct {
 	UptimeS    int64                    `json:"uptime_s"`
 	Backends   map[string]BackendHealth `json:"backends"`
 	Requests   RequestTotals            `json:"requests"`
+	// Stores fingerprint what each store-backed backend serves (identity,
+	// names, digest of name -> latest version), so status can compare
+	// managers; a backend not yet opened is absent.
+	Stores map[string]backend.StoreDigest `json:"stores,omitempty"`
 	// RecentErrors are the latest failures, newest first. Over TCP they
 	// carry no secret, service or line (see Handler).
 	RecentErrors []RecentError `json:"recent_errors"`
@@ -128,6 +133,9 @@ func (m *Metrics) Health() Health {
 	}
 	if m.o.Problem != "" {
 		h.Status, h.Problem = StatusDegraded, m.o.Problem
+	}
+	if m.o.Stores != nil {
+		h.Stores = m.o.Stores()
 	}
 	for i := range m.rows[:len(m.rows)-1] {
 		st := m.rows[i].ready.Load()

@@ -107,6 +107,10 @@ type Options struct {
 	// settings, an audit trail or policy it cannot open): /health then
 	// says degraded with it. Fixed at start, so it is read on each request.
 	Problem string
+	// Stores, when set, fingerprints the opened store-backed backends for
+	// /health. It runs on every /health request and reads every record:
+	// /health is for status and the agent, not for tight probe loops.
+	Stores func() map[string]backend.StoreDigest
 }
 
 // Metrics counts answers and keeps what /health shows. It is safe for

@@ -114,6 +114,7 @@ func New(cfg Config, o Options) (_ *Server, err error) {
 		ConfigHash:   s.hash,
 		Backends:     backendNames(cfg),
 		StoreRecords: s.countNames,
+		Stores:       s.storeDigests,
 		CacheStats: func(name string) (cache.Stats, bool) {
 			c, ok := s.caches[name] // read-only once New returns
 			if !ok {
@@ -170,6 +171,29 @@ func (s *Server) Cache(name string) (*cache.Cache, bool) {
 
 // ConfigHash is the hash /health shows for this configuration.
 func (s *Server) ConfigHash() string { return s.hash }
+
+// storeDigests fingerprints the opened backends that can say what they
+// serve; a backend that fails is left out (its readiness says why).
+func (s *Server) storeDigests() map[string]backend.StoreDigest {
+	out := map[string]backend.StoreDigest{}
+	for name, l := range s.lazies {
+		b, ok := l.Opened()
+		if !ok {
+			continue
+		}
+		d, ok := b.(backend.Digester)
+		if !ok {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sd, err := d.Digest(ctx)
+		cancel()
+		if err == nil {
+			out[name] = sd
+		}
+	}
+	return out
+}
 
 // countNames counts an opened backend's names for the metrics; backends
 // that cannot count, or are not open, have no count.

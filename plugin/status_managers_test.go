@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
+)
+
+// fakeNodes is a pluginAPI that also lists nodes.
+type fakeNodes struct {
+	fakeDocker
+	nodes []swarm.Node
+}
+
+func (f *fakeNodes) NodeList(context.Context, swarm.NodeListOptions) ([]swarm.Node, error) {
+	return f.nodes, nil
+}
+
+func managerNode(host, addr string, labels map[string]string, down bool) swarm.Node {
+	n := swarm.Node{ID: host + "-id", Description: swarm.NodeDescription{Hostname: host},
+		ManagerStatus: &swarm.ManagerStatus{Addr: addr, Reachability: swarm.ReachabilityReachable},
+		Status:        swarm.NodeStatus{State: swarm.NodeStateReady}}
+	n.Spec.Labels = labels
+	if down {
+		n.Status.State = swarm.NodeStateDown
+	}
+	return n
+}
+
+func published(digest string) string {
+	p := publishedPlugin{Enabled: true, Config: "cfg1", Status: "ok",
+		Stores: map[string]backend.StoreDigest{"default": {ID: "0123456789abcdef", Names: 2, Digest: digest}}}
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+// TestManagersReportFlagsTheStaleManager: three managers, one whose plugin
+// answers other versions (another digest) and a mirror behind: status
+// names it and only it; a down manager's old labels are not compared.
+func TestManagersReportFlagsTheStaleManager(t *testing.T) {
+	same := func(d, idx string) map[string]string {
+		return map[string]string{pluginLabel: published(d), "swarmkeep.mirror.swarmkeep": idx}
+	}
+	f := &fakeNodes{nodes: []swarm.Node{
+		managerNode("m1", "127.0.24.1:2377", same("aaaa", "40"), false),
+		managerNode("m2", "127.0.24.2:2377", same("aaaa", "40"), false),
+		managerNode("m4", "127.0.24.4:2377", same("cccc", "3"), true),
+	}}
+	prev := newPluginAPI
+	newPluginAPI = func() (pluginAPI, error) { return f, nil }
+	t.Cleanup(func() { newPluginAPI = prev })
+	ms, ok, err := managersReport(context.Background())
+	if !ok || err != nil {
+		t.Fatalf("consistent managers: ok=%v err=%v", ok, err)
+	}
+	if len(ms) != 3 {
+		t.Fatalf("got %d managers", len(ms))
+	}
+	f.nodes = append(f.nodes, managerNode("m3", "127.0.24.3:2377", same("bbbb", "12"), false))
+	ms, _, err = managersReport(context.Background())
+	if err == nil {
+		t.Fatal("a manager with another digest: no problem reported")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "m3 (127.0.24.3:2377) store default") || !strings.Contains(msg, "m3 (127.0.24.3:2377) mirror swarmkeep: at index 12") {
+		t.Fatalf("problem does not name m3's store and mirror: %s", msg)
+	}
+	if strings.Contains(msg, "m1 ") || strings.Contains(msg, "m2 ") || strings.Contains(msg, "m4 ") {
+		t.Fatalf("problem names a consistent or down manager: %s", msg)
+	}
+	for _, m := range ms {
+		if (m.Host == "m3") != (len(m.Differs) > 0) {
+			t.Fatalf("%s differs = %q", m.Host, m.Differs)
+		}
+	}
+	var b strings.Builder
+	printManagers(&b, ms)
+	if !strings.Contains(b.String(), "DIFFERS m3") {
+		t.Fatalf("printed view does not flag m3:\n%s", b.String())
+	}
+	// A manager whose agent never published is named too.
+	f.nodes = f.nodes[:3]
+	f.nodes = append(f.nodes, managerNode("m5", "127.0.24.5:2377", nil, false))
+	if _, _, err = managersReport(context.Background()); err == nil || !strings.Contains(err.Error(), "m5 (127.0.24.5:2377) plugin: not published") {
+		t.Fatalf("unpublished manager: %v", err)
+	}
+}
