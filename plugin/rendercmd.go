@@ -165,18 +165,19 @@ func runRender(env *cliEnv, args []string) error {
 	}
 	override := filepath.Join(dir, renderOverride)
 	fmt.Fprintf(env.stdout, "wrote %d secret(s) for stack %s to %s (tmpfs, root only)\n", len(values), stack, dir)
-	fmt.Fprintf(env.stdout, "run:      docker-compose %s -f %s up -d\n", composeFileArgs(files), override)
+	fmt.Fprintf(env.stdout, "run:      docker-compose %s -f %s up -d\n", fileArgs("-f", files), override)
 	fmt.Fprintf(env.stdout, "clean up: docker-compose %s -f %s down && swarmkeep render %s --stack %s --dir %s --clean\n",
-		composeFileArgs(files), override, composeFileArgs(files)[1:], stack, dir)
+		fileArgs("-f", files), override, fileArgs("-c", files), stack, dir)
 	return nil
 }
 
-func composeFileArgs(files []string) string {
-	var b strings.Builder
+// fileArgs repeats flag before each file: -f a.yml -f b.yml.
+func fileArgs(flag string, files []string) string {
+	parts := make([]string, 0, 2*len(files))
 	for _, f := range files {
-		b.WriteString(" -f " + f)
+		parts = append(parts, flag, f)
 	}
-	return strings.TrimPrefix(b.String(), " ")
+	return strings.Join(parts, " ")
 }
 
 // renderValue reads a secret once per service using it, as the engine
