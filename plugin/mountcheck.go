@@ -19,9 +19,15 @@ import (
 // itself. stat is os.Stat outside tests. It returns nil when every source
 // is there (the plugin is disabled for another reason) or cannot be
 // checked by this user (a permission error is not "missing").
+//
+// It reads .Config.Mounts, the folders the engine mounts, and not
+// .Settings.Mounts: measured on 20.10 (and so in the engine's source), a
+// docker plugin set after a daemon restart, or a docker plugin upgrade,
+// changes only the former, and .Settings.Mounts then shows folders that
+// are not the ones used.
 func mountProblem(p *types.Plugin, stat func(string) (fs.FileInfo, error)) error {
 	var missing, notDir []string
-	for _, m := range p.Settings.Mounts {
+	for _, m := range p.Config.Mounts {
 		if m.Type != "bind" || m.Source == nil || *m.Source == "" {
 			continue
 		}

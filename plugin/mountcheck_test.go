@@ -13,7 +13,10 @@ import (
 func withMounts(p *types.Plugin, sources map[string]string) *types.Plugin {
 	for _, name := range sortedNames(sources) {
 		src := sources[name]
-		p.Settings.Mounts = append(p.Settings.Mounts, types.PluginMount{Name: name, Type: "bind", Source: &src})
+		// What the engine mounts; .Settings.Mounts may show other folders.
+		p.Config.Mounts = append(p.Config.Mounts, types.PluginMount{Name: name, Type: "bind", Source: &src})
+		stale := "/var/lib/swarmkeep-stale"
+		p.Settings.Mounts = append(p.Settings.Mounts, types.PluginMount{Name: name, Type: "bind", Source: &stale})
 	}
 	return p
 }

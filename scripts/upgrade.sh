@@ -12,8 +12,9 @@
 # version's config.json: the plugin starts with the default /var/lib/swarmkeep and
 # /etc/swarmkeep again, although docker plugin inspect still shows the folders that were
 # set under .Settings.Mounts. Env settings (BACKENDS, LOG_LEVEL, ...) survive an upgrade.
-# So the settings are recorded before the upgrade and set again after it, unconditionally:
-# inspect cannot tell whether they took effect.
+# So the settings are recorded before the upgrade and set again after it, unconditionally.
+# The folders are read from .Config.Mounts, the ones the engine mounts: .Settings.Mounts is
+# not updated by a docker plugin set made after a daemon restart, and can show old folders.
 set -euo pipefail
 
 die() { printf 'upgrade.sh: %s\n' "$*" >&2; exit 1; }
@@ -23,7 +24,7 @@ usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 save() {
   local name=$1 file=$2
   (umask 077 && docker plugin inspect "$name" --format \
-    '{{range .Settings.Env}}{{println .}}{{end}}{{range .Settings.Mounts}}{{if .Source}}{{.Name}}.source={{.Source}}{{println}}{{end}}{{end}}' \
+    '{{range .Settings.Env}}{{println .}}{{end}}{{range .Config.Mounts}}{{if .Source}}{{.Name}}.source={{.Source}}{{println}}{{end}}{{end}}' \
     | sed '/^$/d' >"$file") || die "cannot read the settings of plugin $name (docker plugin inspect $name)"
 }
 
