@@ -64,13 +64,20 @@ rootfs-docker: ## assemble the same bundle with docker build -f Dockerfile.rootf
 
 ## ---- plugin ------------------------------------------------------------
 .PHONY: plugin push install dist upgrade
-plugin: rootfs ## create and enable the plugin on this engine (no registry needed)
+# An existing plugin is replaced with its settings kept (scripts/upgrade.sh --save/--apply):
+# a re-created plugin starts from config.json's defaults. STATE_DIR/CONFIG_DIR given to make
+# win over the kept folders.
+plugin: rootfs ## create (or re-create, keeping its settings) and enable the plugin on this engine
 	$(Q)install -d -m 0700 $(STATE_DIR) $(CONFIG_DIR)
-	$(Q)docker plugin disable -f $(PLUGIN_NAME):$(PLUGIN_TAG) >/dev/null 2>&1 || true
-	$(Q)docker plugin rm -f $(PLUGIN_NAME):$(PLUGIN_TAG) >/dev/null 2>&1 || true
-	$(Q)docker plugin create $(PLUGIN_NAME):$(PLUGIN_TAG) $(BUNDLE)
-	$(Q)docker plugin set $(PLUGIN_NAME):$(PLUGIN_TAG) state.source=$(STATE_DIR) config.source=$(CONFIG_DIR)
-	$(Q)docker plugin enable --timeout 30 $(PLUGIN_NAME):$(PLUGIN_TAG)
+	$(Q)set -e; p=$(PLUGIN_NAME):$(PLUGIN_TAG); saved=$$(mktemp); trap 'rm -f $$saved' EXIT; \
+	if docker plugin inspect $$p >/dev/null 2>&1; then scripts/upgrade.sh --save $$p $$saved; \
+	  docker plugin disable -f $$p >/dev/null 2>&1 || true; docker plugin rm -f $$p >/dev/null; fi; \
+	docker plugin create $$p $(BUNDLE) >/dev/null; \
+	if [ -s $$saved ]; then scripts/upgrade.sh --apply $$p $$saved; \
+	else docker plugin set $$p state.source=$(STATE_DIR) config.source=$(CONFIG_DIR); fi; \
+	$(if $(filter command line environment,$(origin STATE_DIR)),docker plugin set $$p state.source=$(STATE_DIR);) \
+	$(if $(filter command line environment,$(origin CONFIG_DIR)),docker plugin set $$p config.source=$(CONFIG_DIR);) \
+	docker plugin enable --timeout 30 $$p
 	$(Q)docker plugin ls --filter enabled=true
 
 push: ## push $(REGISTRY)/$(PLUGIN_NAME):$(PLUGIN_TAG); PLATFORMS=linux/amd64,linux/arm64: one TAG-ARCH each
