@@ -3,6 +3,11 @@ PLUGIN_NAME ?= swarmkeep
 PLUGIN_TAG  ?= latest
 # REGISTRY is only needed by `make push`, e.g. REGISTRY=registry.example.com/ops
 REGISTRY    ?=
+# PLATFORMS: make push publishes one tag per architecture when set (TAG-amd64, TAG-arm64);
+# make dist builds one CLI binary per platform (default amd64 and arm64).
+PLATFORMS   ?=
+DIST_PLATFORMS ?= $(if $(PLATFORMS),$(PLATFORMS),linux/amd64$(comma)linux/arm64)
+comma := ,
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 PREFIX      ?= /usr/local
 STATE_DIR   ?= /var/lib/swarmkeep
@@ -61,21 +66,33 @@ rootfs-docker: ## assemble the same bundle with docker build -f Dockerfile.rootf
 	$(Q)cp config.json $(BUNDLE)/
 
 ## ---- plugin ------------------------------------------------------------
-.PHONY: plugin push install
-plugin: rootfs ## create and enable the plugin on this engine (no registry needed)
+.PHONY: plugin push install dist upgrade
+# An existing plugin is replaced with its settings kept (scripts/upgrade.sh --save/--apply):
+# a re-created plugin starts from config.json's defaults. STATE_DIR/CONFIG_DIR given to make
+# win over the kept folders.
+plugin: rootfs ## create (or re-create, keeping its settings) and enable the plugin on this engine
 	$(Q)install -d -m 0700 $(STATE_DIR) $(CONFIG_DIR)
-	$(Q)docker plugin disable -f $(PLUGIN_NAME):$(PLUGIN_TAG) >/dev/null 2>&1 || true
-	$(Q)docker plugin rm -f $(PLUGIN_NAME):$(PLUGIN_TAG) >/dev/null 2>&1 || true
-	$(Q)docker plugin create $(PLUGIN_NAME):$(PLUGIN_TAG) $(BUNDLE)
-	$(Q)docker plugin set $(PLUGIN_NAME):$(PLUGIN_TAG) state.source=$(STATE_DIR) config.source=$(CONFIG_DIR)
-	$(Q)docker plugin enable --timeout 30 $(PLUGIN_NAME):$(PLUGIN_TAG)
+	$(Q)set -e; p=$(PLUGIN_NAME):$(PLUGIN_TAG); saved=$$(mktemp); trap 'rm -f $$saved' EXIT; \
+	if docker plugin inspect $$p >/dev/null 2>&1; then scripts/upgrade.sh --save $$p $$saved; \
+	  docker plugin disable -f $$p >/dev/null 2>&1 || true; docker plugin rm -f $$p >/dev/null; fi; \
+	docker plugin create $$p $(BUNDLE) >/dev/null; \
+	if [ -s $$saved ]; then scripts/upgrade.sh --apply $$p $$saved; \
+	else docker plugin set $$p state.source=$(STATE_DIR) config.source=$(CONFIG_DIR); fi; \
+	$(if $(filter command line environment,$(origin STATE_DIR)),docker plugin set $$p state.source=$(STATE_DIR);) \
+	$(if $(filter command line environment,$(origin CONFIG_DIR)),docker plugin set $$p config.source=$(CONFIG_DIR);) \
+	docker plugin enable --timeout 30 $$p
 	$(Q)docker plugin ls --filter enabled=true
 
-push: rootfs ## push $(REGISTRY)/$(PLUGIN_NAME):$(PLUGIN_TAG) to a registry
+push: ## push $(REGISTRY)/$(PLUGIN_NAME):$(PLUGIN_TAG); PLATFORMS=linux/amd64,linux/arm64: one TAG-ARCH each
 	$(Q)test -n "$(REGISTRY)" || { echo "set REGISTRY=host/namespace"; exit 2; }
-	$(Q)docker plugin rm -f $(REGISTRY)/$(PLUGIN_NAME):$(PLUGIN_TAG) >/dev/null 2>&1 || true
-	$(Q)docker plugin create $(REGISTRY)/$(PLUGIN_NAME):$(PLUGIN_TAG) $(BUNDLE)
-	$(Q)docker plugin push $(REGISTRY)/$(PLUGIN_NAME):$(PLUGIN_TAG)
+	$(Q)scripts/push.sh $(REGISTRY)/$(PLUGIN_NAME):$(PLUGIN_TAG) $(PLATFORMS)
+
+dist: ## static operator CLI binaries per platform and SHA256SUMS in build/dist (DIST_PLATFORMS)
+	$(Q)scripts/dist.sh build/dist $(DIST_PLATFORMS)
+
+upgrade: ## upgrade an installed plugin to REF (REF=registry/swarmkeep:TAG), keeping its settings
+	$(Q)test -n "$(REF)" || { echo "set REF=registry/name:tag (the new version)"; exit 2; }
+	$(Q)scripts/upgrade.sh $(PLUGIN_NAME):$(PLUGIN_TAG) $(REF)
 
 install: build ## install the operator binary as $(PREFIX)/bin/swarmkeep
 	$(Q)install -D -m 0755 build/swarmkeep $(DESTDIR)$(PREFIX)/bin/swarmkeep

@@ -166,6 +166,9 @@ func findPlugin(ctx context.Context, api pluginAPI, name string) (pluginInfo, er
 	}
 	info := pluginInfo{Name: p.Name, ID: p.ID, Enabled: &p.Enabled}
 	if !p.Enabled {
+		if err := mountProblem(p, osStat); err != nil {
+			return info, err
+		}
 		return info, fmt.Errorf("plugin %s is disabled; fix: docker plugin enable %s", p.Name, p.Name)
 	}
 	settings := map[string]string{}
