@@ -236,18 +236,7 @@ func resolveSecret(ctx context.Context, d *checkingDriver, cf *composeFile, stac
 		services = []string{""} // nobody will read it; still say if the value is there
 	}
 	for _, svc := range services {
-		req := driver.Request{SecretName: s.SwarmName, SecretLabels: s.Labels}
-		// A read for no service still speaks for the stack, so the
-		// default policy judges it as it will judge the stack's services.
-		req.ServiceLabels = map[string]string{driver.StackNamespaceLabel: stack}
-		if svc != "" {
-			cfs := cf.Services[svc]
-			req.ServiceName, req.TaskImage = stack+"_"+svc, cfs.Image
-			for k, v := range cfs.Deploy.Labels {
-				req.ServiceLabels[k] = v
-			}
-			req.ServiceLabels[driver.StackNamespaceLabel] = stack
-		}
+		req := composeRequest(cf, stack, svc, s)
 		d.last = driver.Event{}
 		resp := d.Get(ctx, req)
 		ev := d.last
@@ -367,4 +356,22 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// composeRequest is the request the engine would send for secret s when a
+// task of compose service svc of stack starts ("" for no service). A read for
+// no service still speaks for the stack, so the default policy judges it as
+// it will judge the stack's services.
+func composeRequest(cf *composeFile, stack, svc string, s plannedSecret) driver.Request {
+	req := driver.Request{SecretName: s.SwarmName, SecretLabels: s.Labels,
+		ServiceLabels: map[string]string{driver.StackNamespaceLabel: stack}}
+	if svc != "" {
+		cfs := cf.Services[svc]
+		req.ServiceName, req.TaskImage = stack+"_"+svc, cfs.Image
+		for k, v := range cfs.Deploy.Labels {
+			req.ServiceLabels[k] = v
+		}
+		req.ServiceLabels[driver.StackNamespaceLabel] = stack
+	}
+	return req
 }

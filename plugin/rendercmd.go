@@ -11,8 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/swarmkeep/swarmkeep/driver"
 )
 
 const renderUsage = `Usage: swarmkeep render -c COMPOSE_FILE [-c FILE]... [--stack NAME] [--dir DIR] [flags]
@@ -190,16 +188,7 @@ func renderValue(ctx context.Context, d *checkingDriver, cf *composeFile, stack 
 	}
 	var value []byte
 	for _, svc := range services {
-		req := driver.Request{SecretName: s.SwarmName, SecretLabels: s.Labels,
-			ServiceLabels: map[string]string{driver.StackNamespaceLabel: stack}}
-		if svc != "" {
-			cfs := cf.Services[svc]
-			req.ServiceName, req.TaskImage = stack+"_"+svc, cfs.Image
-			for k, v := range cfs.Deploy.Labels {
-				req.ServiceLabels[k] = v
-			}
-			req.ServiceLabels[driver.StackNamespaceLabel] = stack
-		}
+		req := composeRequest(cf, stack, svc, s)
 		resp := d.Get(ctx, req)
 		if resp.Err != "" {
 			clear(value)
