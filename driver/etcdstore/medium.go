@@ -57,6 +57,10 @@ type Medium struct {
 	lastErr   atomic.Pointer[string] // see noteTransport
 	certAsked atomic.Bool            // see noClientCert
 	closed    atomic.Bool
+	lastWrite atomic.Int64 // see LastWrite
+	// lastResolve is the revision of resolve's latest read, for a delete
+	// whose own revision was lost.
+	lastResolve atomic.Int64
 
 	// sem serialises this process's writers; it guards sess. The etcd
 	// mutex has one key per session, so two goroutines sharing a session
@@ -160,6 +164,9 @@ func checkKey(key string) error {
 	if strings.HasPrefix(key, lockPrefix) {
 		return invalidKey(key, "is reserved for the writer lock")
 	}
+	if strings.HasPrefix(key, pluginsKey) {
+		return invalidKey(key, "is reserved for the plugins' applied revisions")
+	}
 	return nil
 }
 
@@ -220,7 +227,7 @@ func (m *Medium) List(ctx context.Context, prefix string, fn func(key string) er
 		cancel()
 		for _, kv := range resp.Kvs {
 			key := strings.TrimPrefix(string(kv.Key), m.prefix)
-			if strings.HasPrefix(key, lockPrefix) {
+			if strings.HasPrefix(key, lockPrefix) || strings.HasPrefix(key, pluginsKey) {
 				continue
 			}
 			if err := fn(key); err != nil {

@@ -105,7 +105,12 @@ func parseBackend(entry string, dflt backend.Defaults, timeout time.Duration, lk
 		return BackendConfig{}, fmt.Errorf("%s: backend %s: %w", EnvBackends, name, err)
 	}
 	if t.Defaults != nil {
-		t.Defaults(s, dflt)
+		d := dflt
+		if d.ReplicaDir != "" {
+			d.ReplicaDir = filepath.Join(d.ReplicaDir, name)
+		}
+		d.MaxStale = b.Cache.MaxStale
+		t.Defaults(s, d)
 	}
 	for _, k := range sortedKeys(s) {
 		if strings.HasSuffix(k, "_file") || k == "dir" || strings.HasPrefix(k, "tls_") && k != "tls_server_name" {
@@ -121,7 +126,7 @@ func parseBackend(entry string, dflt backend.Defaults, timeout time.Duration, lk
 func (b *BackendConfig) takeCache(timeout time.Duration, lkgDir string) error {
 	s := b.Settings
 	cc := CacheConfig{
-		Enabled: !b.Caps.Local, TTL: 30 * time.Second, NegativeTTL: 5 * time.Second,
+		Enabled: !b.Caps.Local && !b.Caps.Replica, TTL: 30 * time.Second, NegativeTTL: 5 * time.Second,
 		MaxStale: time.Hour, RetryAfter: 2 * time.Second, MaxEntries: 10000,
 		Timeout: min(2*time.Second, timeout*2/5),
 		LKGDir:  filepath.Join(lkgDir, b.Name),

@@ -39,9 +39,14 @@ func TestBackendsSpec(t *testing.T) {
 		e.Settings["key_file"] != DefaultKeyFile || e.Settings["cache_ttl"] != "" {
 		t.Fatalf("etcd settings: %+v", e.Settings)
 	}
-	if !e.Cache.Enabled || e.Cache.TTL != 10*time.Second || e.Cache.MaxStale != 2*time.Hour ||
+	// etcd keeps a replica current by a watch: no TTL cache in front of
+	// it, and its copy lives in its own folder, as old as max_stale.
+	if e.Cache.Enabled || e.Cache.TTL != 10*time.Second || e.Cache.MaxStale != 2*time.Hour ||
 		e.Cache.Timeout != 1600*time.Millisecond || e.Cache.LKGDir != DefaultLKGDir+"/shared" {
 		t.Fatalf("etcd cache: %+v", e.Cache)
+	}
+	if e.Settings["replica_dir"] != DefaultReplicaDir+"/shared" || e.Settings["max_stale"] != "2h0m0s" {
+		t.Fatalf("etcd replica settings: %+v", e.Settings)
 	}
 	v := c.Backends[2]
 	if v.Type != "vault" || v.Cache.Enabled || v.Cache.Timeout != time.Second || v.Settings["key_file"] != "" {

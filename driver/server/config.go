@@ -25,6 +25,9 @@ type Config struct {
 	PassphraseFile string
 	// LKGDir holds remote backends' last-known-good copies.
 	LKGDir string
+	// ReplicaDir holds replicating backends' local copies, one folder
+	// per instance.
+	ReplicaDir string
 	// AuditFile is the audit trail, "" when AUDIT=off; AuditStderr also
 	// copies each record to the plugin log.
 	AuditFile   string
@@ -75,6 +78,7 @@ func Load(getenv func(string) string) (Config, error) {
 		c.KeyFile = get(EnvKeyFile)
 	}
 	c.LKGDir = get(EnvLKGDir)
+	c.ReplicaDir = get(EnvReplicaDir)
 	switch strings.ToLower(get(EnvAudit)) {
 	case "on", "true":
 		c.AuditFile = get(EnvAuditFile)
@@ -94,7 +98,7 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	c.PolicyFile = get(EnvPolicyFile)
-	for name, p := range map[string]string{EnvPolicyFile: c.PolicyFile, EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir, EnvAuditFile: c.AuditFile} {
+	for name, p := range map[string]string{EnvPolicyFile: c.PolicyFile, EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir, EnvReplicaDir: c.ReplicaDir, EnvAuditFile: c.AuditFile} {
 		if p != "" && !filepath.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("%s: want an absolute path, got %q", name, p))
 		}
@@ -128,5 +132,5 @@ func DefaultBackend(bs []BackendConfig, name string) (string, error) {
 
 // backendDefaults are what instances inherit from the plugin's settings.
 func (c Config) backendDefaults() backend.Defaults {
-	return backend.Defaults{StoreDir: c.StoreDir, KeyFile: c.KeyFile, PassphraseFile: c.PassphraseFile}
+	return backend.Defaults{StoreDir: c.StoreDir, KeyFile: c.KeyFile, PassphraseFile: c.PassphraseFile, ReplicaDir: c.ReplicaDir}
 }

@@ -35,6 +35,7 @@ const (
 	EnvKeyFile        = "KEY_FILE"
 	EnvPassphraseFile = "PASSPHRASE_FILE"
 	EnvLKGDir         = "LKG_DIR"
+	EnvReplicaDir     = "REPLICA_DIR"
 	EnvAudit          = "AUDIT"
 	EnvAuditFile      = "AUDIT_FILE"
 	EnvAuditStderr    = "AUDIT_STDERR"
@@ -52,6 +53,7 @@ const (
 	DefaultStoreDir   = "/var/lib/swarmkeep/store"
 	DefaultKeyFile    = "/etc/swarmkeep/key"
 	DefaultLKGDir     = "/var/lib/swarmkeep/lkg"
+	DefaultReplicaDir = "/var/lib/swarmkeep/replica"
 	DefaultAuditFile  = "/var/lib/swarmkeep/audit/audit.log"
 	DefaultPolicyFile = "/etc/swarmkeep/policy.yaml"
 	DefaultBackends   = "local:file"
@@ -81,6 +83,8 @@ var Settings = []Setting{
 		Help: "passphrase file inside the plugin (under the config mount); when set, used instead of KEY_FILE"},
 	{Name: EnvLKGDir, Default: DefaultLKGDir, Settable: true,
 		Help: "encrypted last-known-good copies of remote backends' values (under the state mount)"},
+	{Name: EnvReplicaDir, Default: DefaultReplicaDir, Settable: true,
+		Help: "etcd backends' local replicas of their sealed records, one folder per instance (under the state mount)"},
 	{Name: EnvAudit, Default: "on", Settable: true,
 		Help: "on or off: one audit record per answer (never the value)"},
 	{Name: EnvAuditFile, Default: DefaultAuditFile, Settable: true,
