@@ -30,7 +30,7 @@ derived from the passphrase with argon2id.
 	})
 	register("put", command{
 		summary: "store a new version of a value (from stdin or --file)",
-		usage: `Usage: swarmkeep put NAME [--file FILE] [store flags]
+		usage: `Usage: swarmkeep put NAME [--file FILE] [--wait D] [store flags]
 
 Stores the value as a new version of NAME. The value comes from FILE, from
 stdin, or is typed at a hidden prompt; never from the command line. The bytes
@@ -38,7 +38,7 @@ are stored exactly (printf, not echo, avoids a trailing newline). A running
 plugin serves the new version to the next task.
 
   --file FILE   read the value from FILE ("-" is stdin)
-` + storeFlagsUsage,
+` + applyWaitUsage + storeFlagsUsage,
 		run: runPut(),
 	})
 	register("get", command{
@@ -53,7 +53,7 @@ plugin serves the new version to the next task.
 	})
 	register("rm", command{
 		summary: "remove a name, or one version of it",
-		usage:   "Usage: swarmkeep rm NAME [--version N] [store flags]\n\n  --version N   remove only this version (default: the name and all its versions)\n" + storeFlagsUsage,
+		usage:   "Usage: swarmkeep rm NAME [--version N] [--wait D] [store flags]\n\n  --version N   remove only this version (default: the name and all its versions)\n" + applyWaitUsage + storeFlagsUsage,
 		run:     runRm(),
 	})
 	register("verify", command{
@@ -113,8 +113,10 @@ func runInit(env *cliEnv, args []string) error {
 
 func runPut() func(*cliEnv, []string) error {
 	var file string
+	var wait time.Duration
 	return storeCommand("put", 1, "NAME", func(fs *flag.FlagSet) {
 		fs.StringVar(&file, "file", "", "read the value from FILE")
+		bindApplyWait(fs, &wait)
 	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
 		if err := store.ValidateName(pos[0]); err != nil {
 			return err
@@ -129,7 +131,7 @@ func runPut() func(*cliEnv, []string) error {
 			return err
 		}
 		fmt.Fprintf(env.stderr, "stored %s version %d\n", pos[0], ver)
-		return nil
+		return confirmApplied(ctx, env, s, wait)
 	})
 }
 
@@ -179,8 +181,10 @@ func runLs(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error
 
 func runRm() func(*cliEnv, []string) error {
 	var version uint64
+	var wait time.Duration
 	return storeCommand("rm", 1, "NAME", func(fs *flag.FlagSet) {
 		fs.Uint64Var(&version, "version", 0, "version")
+		bindApplyWait(fs, &wait)
 	}, func(ctx context.Context, env *cliEnv, s *store.Store, pos []string) error {
 		if err := s.Remove(ctx, pos[0], version); err != nil {
 			return err
@@ -190,7 +194,7 @@ func runRm() func(*cliEnv, []string) error {
 		} else {
 			fmt.Fprintf(env.stderr, "removed %s version %d\n", pos[0], version)
 		}
-		return nil
+		return confirmApplied(ctx, env, s, wait)
 	})
 }
 

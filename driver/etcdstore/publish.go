@@ -167,16 +167,11 @@ func (m *Medium) noteWrite(rev int64) {
 	}
 }
 
-// Lag is a plugin whose copy has not applied a write yet.
-type Lag struct {
-	ID      string
-	Applied int64
-}
-
 // WaitApplied waits, within ctx, until every plugin that publishes its
 // applied revision has reached this medium's latest write. It returns how
-// many plugins confirmed, and the ones that had not when ctx ended.
-func (m *Medium) WaitApplied(ctx context.Context) (confirmed int, lagging []Lag, err error) {
+// many plugins confirmed, and the ones that had not when ctx ended, each
+// as "<id> (at revision N)", sorted.
+func (m *Medium) WaitApplied(ctx context.Context) (confirmed int, lagging []string, err error) {
 	want := m.LastWrite()
 	if want == 0 {
 		return 0, nil, nil
@@ -196,7 +191,7 @@ func (m *Medium) WaitApplied(ctx context.Context) (confirmed int, lagging []Lag,
 				confirmed++
 				continue
 			}
-			lagging = append(lagging, Lag{ID: strings.TrimPrefix(string(kv.Key), m.prefix+pluginsKey), Applied: rev})
+			lagging = append(lagging, fmt.Sprintf("%s (at revision %d)", strings.TrimPrefix(string(kv.Key), m.prefix+pluginsKey), rev))
 		}
 		if len(lagging) == 0 {
 			return confirmed, nil, nil
@@ -205,12 +200,9 @@ func (m *Medium) WaitApplied(ctx context.Context) (confirmed int, lagging []Lag,
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			sort.Slice(lagging, func(i, j int) bool { return lagging[i].ID < lagging[j].ID })
+			sort.Strings(lagging)
 			return confirmed, lagging, nil
 		case <-t.C:
 		}
 	}
 }
-
-// String is how a lagging plugin is named to the operator.
-func (l Lag) String() string { return fmt.Sprintf("%s (at revision %d)", l.ID, l.Applied) }
