@@ -106,3 +106,11 @@ type Counter interface {
 	// their version counter included.
 	Count(ctx context.Context) (int, error)
 }
+
+// Refresher is implemented by backends that keep copies of their own
+// (etcd's replica); found by type assertion. Refresh makes them read the
+// backend again now, for name or, when empty, for everything
+// (swarmkeep refresh). It returns at once; the reading happens apart.
+type Refresher interface {
+	Refresh(name string)
+}

@@ -103,6 +103,10 @@ type Options struct {
 	// hash for /health. It runs on every /health request, so a reloaded
 	// policy shows at once; it must be cheap.
 	Policy func() (source, hash string)
+	// Refresh, when set, serves POST /refresh on the unix socket: it drops
+	// the plugin's copies of name (every name when empty) in backend
+	// (every backend when empty) and says what it did, per backend.
+	Refresh func(backend, name string) ([]Refreshed, error)
 }
 
 // Metrics counts answers and keeps what /health shows. It is safe for

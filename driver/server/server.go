@@ -128,6 +128,7 @@ func New(cfg Config, o Options) (_ *Server, err error) {
 			p := s.policy.Policy()
 			return p.Source(), p.Hash()
 		},
+		Refresh: func(backend, name string) ([]metrics.Refreshed, error) { return s.Refresh(backend, name) },
 	})
 	s.policy, err = policy.NewWatcherHooks(cfg.PolicyFile, policy.Hooks{
 		Report: func(err error) {
