@@ -79,3 +79,31 @@ func TestBackendsErrors(t *testing.T) {
 		t.Errorf("default: %v", err)
 	}
 }
+
+// TestCacheTTLAndPrefetch: CACHE_TTL and PREFETCH are the defaults of the
+// instances that do not set cache_ttl or prefetch.
+func TestCacheTTLAndPrefetch(t *testing.T) {
+	c, err := Load(envOf(map[string]string{
+		EnvBackends: "a:vault?address=https://127.0.0.1:8200&token_file=/etc/swarmkeep/t b:vault?address=https://127.0.0.1:8200&token_file=/etc/swarmkeep/t&cache_ttl=2m&prefetch=1h",
+		EnvCacheTTL: "10s", EnvPrefetch: "off",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Backends[0].Cache, c.Backends[1].Cache
+	if a.TTL != 10*time.Second || a.Prefetch != 0 || b.TTL != 2*time.Minute || b.Prefetch != time.Hour {
+		t.Fatalf("a %+v\nb %+v", a, b)
+	}
+	if _, ok := c.Backends[1].Settings["prefetch"]; ok {
+		t.Fatal("prefetch left in the backend's settings")
+	}
+	if c, err = Load(envOf(map[string]string{EnvBackends: "a:vault?address=https://127.0.0.1:8200&token_file=/etc/swarmkeep/t"})); err != nil ||
+		c.Backends[0].Cache.TTL != 30*time.Second || c.Backends[0].Cache.Prefetch != 5*time.Minute {
+		t.Fatalf("defaults: %+v, %v", c.Backends[0].Cache, err)
+	}
+	for k, v := range map[string]string{EnvCacheTTL: "0s", EnvPrefetch: "5s"} {
+		if _, err := Load(envOf(map[string]string{k: v})); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%s: %v", k, v, err)
+		}
+	}
+}

@@ -106,7 +106,19 @@ func Load(getenv func(string) string) (Config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
-	c.Backends, err = ParseBackends(get(EnvBackends), c.backendDefaults(), c.Timeout, c.LKGDir)
+	bo := BackendOptions{Timeout: c.Timeout, LKGDir: c.LKGDir}
+	if bo.CacheTTL, err = time.ParseDuration(get(EnvCacheTTL)); err != nil || bo.CacheTTL < time.Second || bo.CacheTTL > 24*time.Hour {
+		return Config{}, fmt.Errorf("%s: want a duration from 1s to 24h, like 30s", EnvCacheTTL)
+	}
+	switch v := strings.ToLower(get(EnvPrefetch)); v {
+	case "off", "false", "0":
+		bo.NoPrefetch = true
+	default:
+		if bo.Prefetch, err = time.ParseDuration(v); err != nil || bo.Prefetch < time.Minute || bo.Prefetch > 24*time.Hour {
+			return Config{}, fmt.Errorf("%s: want off or a duration from 1m to 24h, like 5m", EnvPrefetch)
+		}
+	}
+	c.Backends, err = ParseBackendsWith(get(EnvBackends), c.backendDefaults(), bo)
 	if err != nil {
 		return Config{}, err
 	}

@@ -36,6 +36,8 @@ const (
 	EnvPassphraseFile = "PASSPHRASE_FILE"
 	EnvLKGDir         = "LKG_DIR"
 	EnvReplicaDir     = "REPLICA_DIR"
+	EnvCacheTTL       = "CACHE_TTL"
+	EnvPrefetch       = "PREFETCH"
 	EnvAudit          = "AUDIT"
 	EnvAuditFile      = "AUDIT_FILE"
 	EnvAuditStderr    = "AUDIT_STDERR"
@@ -85,6 +87,10 @@ var Settings = []Setting{
 		Help: "encrypted last-known-good copies of remote backends' values (under the state mount)"},
 	{Name: EnvReplicaDir, Default: DefaultReplicaDir, Settable: true,
 		Help: "etcd backends' local replicas of their sealed records, one folder per instance (under the state mount)"},
+	{Name: EnvCacheTTL, Default: "30s", Settable: true,
+		Help: "how long a cached remote value (Vault) is answered before the backend is read again: the bound on staleness for values changed outside swarmkeep (swarmkeep refresh drops copies at once; an instance's cache_ttl overrides)"},
+	{Name: EnvPrefetch, Default: "5m", Settable: true,
+		Help: "how often each plugin lists a cached backend that can list (Vault: KV metadata under prefetch_path, needs the list capability) and saves every value as a last-known-good copy, so any manager serves every name through an outage; off disables (an instance's prefetch overrides)"},
 	{Name: EnvAudit, Default: "on", Settable: true,
 		Help: "on or off: one audit record per answer (never the value)"},
 	{Name: EnvAuditFile, Default: DefaultAuditFile, Settable: true,
