@@ -216,6 +216,13 @@ func (c *Cache) fallback(f *flight, cause error) {
 	c.mu.Unlock()
 
 	s, saved, onDisk, err := c.latestCopy(f.k)
+	if err != nil {
+		// No copy of this very request: one of the document it reads,
+		// saved by a prefetch, may answer it.
+		if ps, psaved, perr := c.prefetchedCopy(f.ref); perr == nil {
+			s, saved, onDisk, err = ps, psaved, false, nil
+		}
+	}
 	now = c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
