@@ -46,7 +46,7 @@ func confirmApplied(ctx context.Context, env *cliEnv, s *store.Store, wait time.
 	}
 	if len(lag) > 0 {
 		return fmt.Errorf("stored, but %d plugin(s) have not applied the change within %s and answer the previous state until they do: %s "+
-			"(check that manager's connection to etcd; its plugin log says why its replica is stale)",
+			"(check that manager's connection to etcd: its answers are marked stale in the audit trail and swarmkeep status until it lists the store again)",
 			len(lag), wait, strings.Join(lag, ", "))
 	}
 	if n > 0 {
