@@ -84,8 +84,10 @@ func (b *replicaBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secr
 	}
 	if b.maxStale > 0 && age > b.maxStale {
 		clear(sec.Value)
-		return backend.Secret{}, fmt.Errorf("%w: etcd unreachable (%v) and the local copy is %s old, more than max_stale %s (bring etcd back, or raise max_stale)",
-			backend.ErrUnavailable, why, age.Round(time.Second), b.maxStale)
+		// Worded as the cache's too-old error, so the log and the
+		// operator see one story whatever keeps the copies.
+		return backend.Secret{}, fmt.Errorf("%w and the last-known-good copy (the local replica) is %s old (max stale %s): %v",
+			backend.ErrUnavailable, age.Round(time.Second), b.maxStale, why)
 	}
 	sec.Stale, sec.Age = true, age
 	return sec, nil
