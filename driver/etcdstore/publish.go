@@ -177,14 +177,20 @@ func (m *Medium) WaitApplied(ctx context.Context) (confirmed int, lagging []stri
 		return 0, nil, nil
 	}
 	const poll = 10 * time.Millisecond
-	for {
-		confirmed, lagging = 0, nil
+	for round := 0; ; round++ {
 		gctx, cancel := m.opCtx(ctx)
 		resp, err := m.cli.Get(gctx, m.prefix+pluginsKey, clientv3.WithPrefix())
 		cancel()
 		if err != nil {
+			if round > 0 && ctx.Err() != nil {
+				// The wait ran out during a read: the last round's
+				// answer stands.
+				sort.Strings(lagging)
+				return confirmed, lagging, nil
+			}
 			return 0, nil, m.fail(ctx, "read the plugins' applied revisions", err)
 		}
+		confirmed, lagging = 0, nil
 		for _, kv := range resp.Kvs {
 			rev, _ := strconv.ParseInt(string(kv.Value), 10, 64)
 			if rev >= want {

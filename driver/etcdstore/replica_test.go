@@ -405,3 +405,26 @@ func TestReplicaRefresh(t *testing.T) {
 	p.(interface{ Refresh(string) }).Refresh("")
 	waitFor(t, "a list after refresh", func() bool { return r.lists.Load() > n })
 }
+
+// TestReplicaQuietStaysLive: with no writes at all, etcd's progress
+// notifications keep confirming the copy: it is never marked stale nor
+// listed again for nothing.
+func TestReplicaQuietStaysLive(t *testing.T) {
+	fastReplica(t)
+	c := sharedCluster(t)
+	cfg := testConfig(t, c)
+	initStore(t, cfg)
+	p := openBackendT(t, pluginSettings(t, cfg, "p"))
+	r := replicaOf(t, p)
+	lists := r.lists.Load()
+	deadline := time.Now().Add(5 * staleAfter)
+	for time.Now().Before(deadline) {
+		if stale, _, why := r.Staleness(); stale {
+			t.Fatalf("a quiet copy was marked stale: %v", why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := r.lists.Load(); n != lists {
+		t.Fatalf("listed %d times more while quiet", n-lists)
+	}
+}
