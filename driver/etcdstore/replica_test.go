@@ -1,6 +1,7 @@
 package etcdstore
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -426,5 +427,38 @@ func TestReplicaQuietStaysLive(t *testing.T) {
 	}
 	if n := r.lists.Load(); n != lists {
 		t.Fatalf("listed %d times more while quiet", n-lists)
+	}
+}
+
+// TestReplicaStall: a member that hangs (answers nothing, refuses nothing)
+// is noticed by the unanswered progress requests: the copy is marked stale
+// and still answers at once; a name it lacks fails within its deadline.
+func TestReplicaStall(t *testing.T) {
+	fastReplica(t)
+	c := sharedCluster(t)
+	cfg := testConfig(t, c)
+	initStore(t, cfg)
+	w, _ := writer(t, cfg)
+	mustPut(t, w, "k", "v")
+	px := newStallProxy(t, c.Endpoints()[0])
+	via := cfg
+	via.Endpoints = []string{"http://" + px.addr}
+	p := openBackendT(t, pluginSettings(t, via, "p"))
+	if v, err := getValue(t, p, "k"); err != nil || v != "v" {
+		t.Fatalf("before the stall: %q, %v", v, err)
+	}
+	px.stall()
+	waitStale(t, p)
+	start := time.Now()
+	sec, err := p.Get(testCtx(t, time.Second), backend.Ref{Name: "k"})
+	if err != nil || string(sec.Value) != "v" || !sec.Stale || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("stalled: %q stale %v, %v after %v", sec.Value, sec.Stale, err, time.Since(start))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	_, err = p.Get(ctx, backend.Ref{Name: "absent"})
+	if !errors.Is(err, backend.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
+		t.Fatalf("absent name while stalled: %v after %v", err, time.Since(start))
 	}
 }
