@@ -50,8 +50,9 @@ type Options struct {
 	// LKG, when set (and MaxStale is not zero), keeps last-known-good
 	// copies on disk so they survive a restart.
 	LKG LKG
-	// Prefetcher, when set, returns the backend's prefetch side once it
-	// is open (see [Cache.Prefetch]); Prefetch is how often the loop
+	// Prefetcher, when set, returns the backend's prefetch side and true
+	// once it is open (see [Cache.Prefetch]), nil and true for an open
+	// backend that cannot prefetch; Prefetch is how often the loop
 	// started by New runs it, 0 for never. Both need an LKG.
 	Prefetcher func() (backend.Prefetcher, bool)
 	Prefetch   time.Duration

@@ -25,6 +25,10 @@ import (
 // yet, list refused) is tried again, until one succeeds.
 const prefetchRetry = 30 * time.Second
 
+// errNotOpen: the backend is not open yet (the plugin is starting); the
+// loop tries again within a second, and says nothing.
+var errNotOpen = fmt.Errorf("prefetch: %w: the backend is not open yet", backend.ErrUnavailable)
+
 // prefetchListTimeout bounds one listing, which may take several requests.
 const prefetchListTimeout = time.Minute
 
@@ -95,6 +99,10 @@ func (c *Cache) prefetchLoop() {
 		}()
 		saved, listed, err := c.Prefetch(ctx)
 		cancel()
+		if errors.Is(err, errNotOpen) {
+			wait = time.Second
+			continue
+		}
 		if c.o.PrefetchDone != nil {
 			c.o.PrefetchDone(saved, listed, err)
 		}
@@ -116,8 +124,11 @@ func (c *Cache) Prefetch(ctx context.Context) (saved, listed int, err error) {
 		return 0, 0, errors.New("prefetch: no last-known-good store, or a backend that cannot list")
 	}
 	p, ok := c.o.Prefetcher()
-	if !ok {
-		return 0, 0, fmt.Errorf("prefetch: %w: the backend is not open yet", backend.ErrUnavailable)
+	switch {
+	case !ok:
+		return 0, 0, errNotOpen
+	case p == nil:
+		return 0, 0, nil // this backend cannot list: nothing to do
 	}
 	c.pf.mu.Lock()
 	defer c.pf.mu.Unlock()
@@ -192,7 +203,7 @@ func (c *Cache) prefetchedCopy(ref backend.Ref) (backend.Secret, time.Time, erro
 		return backend.Secret{}, time.Time{}, backend.ErrNotFound
 	}
 	p, ok := c.o.Prefetcher()
-	if !ok {
+	if !ok || p == nil {
 		return backend.Secret{}, time.Time{}, backend.ErrNotFound
 	}
 	addr, ok := p.Address(ref)

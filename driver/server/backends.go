@@ -22,7 +22,7 @@ import (
 // The query holds the type's knobs and credential file paths (never
 // credentials: docker plugin inspect shows settings) plus the cache knobs
 // every remote type takes (cache, cache_ttl, negative_ttl, max_stale,
-// cache_size, timeout, retry_after), which the wiring takes out of the query
+// cache_size, timeout, retry_after, prefetch), which the wiring takes out of the query
 // before the rest goes to the backend type. One setting instead of one per
 // knob, because config.json must declare every settable variable in advance
 // and instance names are the operator's.

@@ -45,8 +45,8 @@ func wrapCache(key store.KeySource, b BackendConfig, inner backend.Backend, open
 		if !ok {
 			return nil, false
 		}
-		p, ok := be.(backend.Prefetcher)
-		return p, ok
+		p, _ := be.(backend.Prefetcher)
+		return p, true // open; p is nil for a type that cannot prefetch
 	}
 	o.Prefetch = b.Cache.Prefetch
 	var lastPrefetchErr string
