@@ -124,6 +124,34 @@ func TestAuth(t *testing.T) {
 		mustWork("file, then etcd rotated")
 		mustPut(t, s, "app/db", "three")
 	})
+
+	// A plugin restarted while etcd is down answers from its saved
+	// replica, and logs in once etcd is back.
+	t.Run("replica with etcd down", func(t *testing.T) {
+		fastReplica(t)
+		set := pluginSettings(t, cfg, "auth")
+		b := openBackendT(t, set)
+		r := replicaOf(t, b)
+		waitFor(t, "the copy saved", func() bool { return savedHas(t, r, s.Medium().(*Medium).LastWrite()) })
+		b.Close()
+		if err := c.Kill(0); err != nil {
+			t.Fatal(err)
+		}
+		b2, err := backend.Open(testCtx(t, 5*time.Second), "etcd", set)
+		if err != nil {
+			t.Fatalf("open with etcd down and a saved copy: %v", err)
+		}
+		defer b2.Close()
+		sec, err := b2.Get(testCtx(t, time.Second), backend.Ref{Name: "app/db"})
+		if err != nil || string(sec.Value) != "three" || !sec.Stale {
+			t.Fatalf("etcd down: %q stale %v, %v", sec.Value, sec.Stale, err)
+		}
+		if err := c.Restart(0); err != nil {
+			t.Fatal(err)
+		}
+		r2 := replicaOf(t, b2)
+		waitFor(t, "the copy confirmed after the login", func() bool { stale, _, _ := r2.Staleness(); return !stale })
+	})
 }
 
 func writePassword(t testing.TB, path, pw string) {

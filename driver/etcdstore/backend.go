@@ -72,6 +72,10 @@ type Config struct {
 	// while etcd is unreachable (0: any age).
 	ReplicaDir, ReplicaID string
 	MaxStale              time.Duration
+
+	// loginLater lets NewMedium return when etcd cannot be reached for
+	// the login, for the plugin's replica, which answers meanwhile.
+	loginLater bool
 }
 
 // ParseSettings validates the etcd backend's settings. Errors name the
@@ -228,7 +232,12 @@ func Open(ctx context.Context, set backend.Settings) (*store.Store, error) {
 // operator's init command). The caller owns the medium until store.Open
 // or store.Init succeeds with it, and must close it if they fail.
 func OpenMedium(ctx context.Context, set backend.Settings) (*Medium, store.KeySource, error) {
+	return openMedium(ctx, set, false)
+}
+
+func openMedium(ctx context.Context, set backend.Settings, loginLater bool) (*Medium, store.KeySource, error) {
 	c, err := ParseSettings(set)
+	c.loginLater = loginLater
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd backend: %w", err)
 	}

@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -135,8 +137,14 @@ func NewMedium(ctx context.Context, c Config) (*Medium, error) {
 		lctx, cancel := m.opCtx(ctx)
 		defer cancel()
 		if err := m.auth.login(lctx, 0); err != nil {
-			m.cli.Close()
-			return nil, m.fail(lctx, "etcd login as "+strconv.Quote(c.Username), err)
+			err = m.fail(lctx, "etcd login as "+strconv.Quote(c.Username), err)
+			if !c.loginLater || !errors.Is(err, backend.ErrUnavailable) {
+				m.cli.Close()
+				return nil, err
+			}
+			// etcd is down: the first call that etcd answers without a
+			// token logs in (see unary), and meanwhile a replica saved
+			// on disk answers.
 		}
 	}
 	return m, nil

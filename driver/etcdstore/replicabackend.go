@@ -35,7 +35,7 @@ func OpenReplica(ctx context.Context, set backend.Settings) (*Replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd backend: %w", err)
 	}
-	m, k, err := OpenMedium(ctx, set)
+	m, k, err := openMedium(ctx, set, true)
 	if err != nil {
 		return nil, err
 	}
