@@ -283,6 +283,9 @@ func runRollback(env *cliEnv, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "%s: version %d holds the content of version %d (version %d stays in the history)\n", name, ver, target, current)
 	recordAction(env, *auditFile, sf.backend, audit.Record{Action: audit.ActionRollback, Stored: name, Version: ver})
+	if err := sf.awaitCopies(ctx, env, s); err != nil {
+		return err
+	}
 	if *noRollout {
 		return nil
 	}

@@ -49,8 +49,9 @@ Store flags (every store command):
   --backend NAME          work on this instance of --backends instead of the local store (env SWARMKEEP_BACKEND)
   --backends SPEC         instances, in the plugin's BACKENDS syntax (env SWARMKEEP_BACKENDS), e.g.
                           "shared:etcd?endpoints=https://127.0.0.1:2379&tls_ca=/etc/swarmkeep/etcd/ca.pem"
-  --wait D                replicated (swarm) store: after a change, wait up to D for every manager's
-                          mirror to apply it, and fail naming those that lag (default 15s; 0: do not wait)
+  --wait D                after a change to a replicated (swarm) or etcd store, wait up to D for
+                          every manager's mirror or plugin replica to apply it, and fail naming
+                          those that lag (default 15s; 0: do not wait)
 `
 
 func (f *storeFlags) bind(fs *flag.FlagSet, env *cliEnv) {
@@ -65,7 +66,7 @@ func (f *storeFlags) bind(fs *flag.FlagSet, env *cliEnv) {
 	fs.StringVar(&f.passFile, "passphrase-file", env.getenv(EnvCLIPassphrase), "passphrase file")
 	fs.StringVar(&f.backend, "backend", env.getenv(EnvCLIBackend), "backend instance")
 	fs.StringVar(&f.backends, "backends", env.getenv(EnvCLIBackends), "backend instances")
-	fs.DurationVar(&f.wait, "wait", 15*time.Second, "wait for every manager's mirror")
+	fs.DurationVar(&f.wait, "wait", 15*time.Second, "wait for every manager's copy")
 }
 
 func (f *storeFlags) keySource() store.KeySource {
@@ -167,8 +168,17 @@ func storeCommand(name string, nargs int, what string, extra func(fs *flag.FlagS
 		if err := body(ctx, env, s, pos); err != nil {
 			return err
 		}
-		return sf.awaitMirrors(ctx, env)
+		return sf.awaitCopies(ctx, env, s)
 	}
+}
+
+// awaitCopies waits, after a change, until every manager's copy of the
+// store holds it: the replicated store's mirrors, etcd plugins' replicas.
+func (f *storeFlags) awaitCopies(ctx context.Context, env *cliEnv, s *store.Store) error {
+	if err := f.awaitMirrors(ctx, env); err != nil {
+		return err
+	}
+	return confirmApplied(ctx, env, s, f.wait)
 }
 
 // awaitMirrors keeps the replicated store's promise: once a command that

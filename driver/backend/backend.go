@@ -130,3 +130,28 @@ type StoreDigest struct {
 	// equal digests mean every name answers the same version.
 	Digest string `json:"digest"`
 }
+
+// Refresher is implemented by backends that keep copies of their own
+// (etcd's replica); found by type assertion. Refresh makes them read the
+// backend again now, for name or, when empty, for everything
+// (swarmkeep refresh). It returns at once; the reading happens apart.
+type Refresher interface {
+	Refresh(name string)
+}
+
+// Prefetcher is implemented by backends that can list what they hold and
+// answer a request from a copy of a whole stored document (Vault); found by
+// type assertion. A cache in front of one keeps every document as a
+// last-known-good copy, so a plugin serves through an outage names it was
+// never asked for (only the swarm leader's plugin is asked).
+type Prefetcher interface {
+	// List returns the address of every stored document.
+	List(ctx context.Context) ([]string, error)
+	// Fetch reads the document at addr whole, at its latest version.
+	Fetch(ctx context.Context, addr string) (Secret, error)
+	// Address returns the address of the document ref reads, and false
+	// when a copy of it cannot answer ref (the answer varies).
+	Address(ref Ref) (string, bool)
+	// FromDocument answers ref from doc, a copy Fetch read.
+	FromDocument(ref Ref, doc Secret) (Secret, error)
+}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Settings are one backend instance's knobs, as read and validated by the
@@ -33,6 +34,11 @@ type Capabilities struct {
 	Versioned bool
 	// Paths: it reads swarmkeep.path and swarmkeep.field.
 	Paths bool
+	// Replica: it keeps a local copy of all its records, kept current by
+	// a watch, that answers reads and is its own last-known-good copy, so
+	// the server puts no cache in front of it (a TTL would only add
+	// staleness). Defaults gives it ReplicaDir and MaxStale.
+	Replica bool
 }
 
 // Defaults are the plugin-wide settings an instance may inherit.
@@ -41,6 +47,13 @@ type Defaults struct {
 	StoreDir string
 	// KeyFile or PassphraseFile is the plugin's key; exactly one is set.
 	KeyFile, PassphraseFile string
+	// ReplicaDir is this instance's folder for a Replica type's copy
+	// (REPLICA_DIR/<instance>); empty keeps the copy in memory only (the
+	// operator commands, which read the backend directly).
+	ReplicaDir string
+	// MaxStale is the instance's max_stale: how old a copy a Replica type
+	// may answer while its backend is unreachable.
+	MaxStale time.Duration
 }
 
 // Type is one registered backend type.

@@ -32,6 +32,8 @@ type Cache struct {
 	// w writes disk copies, in its own goroutine; nil without an LKG.
 	w *lkgWriter
 
+	pf *prefetcher // nil without prefetching
+
 	mu      sync.Mutex // guards the fields below
 	closed  bool
 	entries *lru
@@ -61,6 +63,7 @@ func New(b backend.Backend, o Options) (*Cache, error) {
 		c.w = newLKGWriter(o.MaxEntries)
 		go c.writeLoop()
 	}
+	c.startPrefetch()
 	return c, nil
 }
 
@@ -206,6 +209,7 @@ func (c *Cache) Close() error {
 	c.closed = true
 	c.entries.clear()
 	c.mu.Unlock()
+	c.stopPrefetch()
 	c.bg.Wait()
 	return errors.Join(c.closeWriter(), c.b.Close())
 }

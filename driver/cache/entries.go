@@ -65,7 +65,10 @@ const (
 // entry is one key's latest knowledge. It is updated in place, so what it
 // knows about the LKG copy survives a refresh.
 type entry struct {
-	k    key
+	k key
+	// name is the stored name asked for (Ref.Name), so Refresh can find
+	// a name's entries, whose keys are digests.
+	name string
 	kind kind
 	// s is the answer; s.Value is the cache's own copy, zeroed when
 	// dropped. Callers only ever get clones of it.

@@ -179,7 +179,7 @@ func (c *Cache) settle(f *flight, s backend.Secret, err error) {
 	e, evicted := c.entries.upsert(f.k)
 	c.n.evictions.Add(uint64(evicted))
 	e.wipe()
-	e.at, e.fromLKG = now, false
+	e.at, e.fromLKG, e.name = now, false, f.ref.Name
 	switch {
 	case err != nil:
 		// Kept even with NegativeTTL zero: it is newer than any copy, so
@@ -216,6 +216,13 @@ func (c *Cache) fallback(f *flight, cause error) {
 	c.mu.Unlock()
 
 	s, saved, onDisk, err := c.latestCopy(f.k)
+	if err != nil {
+		// No copy of this very request: one of the document it reads,
+		// saved by a prefetch, may answer it.
+		if ps, psaved, perr := c.prefetchedCopy(f.ref); perr == nil {
+			s, saved, onDisk, err = ps, psaved, false, nil
+		}
+	}
 	now = c.o.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -231,7 +238,7 @@ func (c *Cache) fallback(f *flight, cause error) {
 		if c.entries.peek(f.k) == nil && !c.closed {
 			e, evicted := c.entries.upsert(f.k)
 			c.n.evictions.Add(uint64(evicted))
-			e.kind, e.at, e.fromLKG = positive, saved, true
+			e.kind, e.at, e.fromLKG, e.name = positive, saved, true, f.ref.Name
 			e.s = s
 			e.s.Value = bytes.Clone(s.Value)
 			e.s.Stale, e.s.Age = false, 0

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // Recommended settings. New applies the first four to zero fields. Zero
@@ -48,6 +50,14 @@ type Options struct {
 	// LKG, when set (and MaxStale is not zero), keeps last-known-good
 	// copies on disk so they survive a restart.
 	LKG LKG
+	// Prefetcher, when set, returns the backend's prefetch side and true
+	// once it is open (see [Cache.Prefetch]), nil and true for an open
+	// backend that cannot prefetch; Prefetch is how often the loop
+	// started by New runs it, 0 for never. Both need an LKG.
+	Prefetcher func() (backend.Prefetcher, bool)
+	Prefetch   time.Duration
+	// PrefetchDone, when set, hears each round's outcome (for the log).
+	PrefetchDone func(saved, listed int, err error)
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
 }
@@ -113,11 +123,14 @@ type Stats struct {
 	Evictions     uint64 // entries evicted to stay within MaxEntries
 	LKGWrites     uint64 // copies written to the LKG
 	LKGErrors     uint64 // LKG loads, writes or removals that failed, and copies dropped unwritten
+	Prefetched    uint64 // documents a prefetch saved as last-known-good copies
+	PrefetchStale uint64 // stale answers taken from a prefetched document
 }
 
 // counters are Stats, updated without the cache's lock.
 type counters struct {
 	hits, misses, coalesced, calls, callErrors, negHits, stale, evictions, lkgWrites, lkgErrors atomic.Uint64
+	prefetched, prefetchStale                                                                   atomic.Uint64
 }
 
 func (n *counters) snapshot() Stats {
@@ -126,5 +139,6 @@ func (n *counters) snapshot() Stats {
 		BackendCalls: n.calls.Load(), BackendErrors: n.callErrors.Load(), NegativeHits: n.negHits.Load(),
 		StaleServed: n.stale.Load(), Evictions: n.evictions.Load(),
 		LKGWrites: n.lkgWrites.Load(), LKGErrors: n.lkgErrors.Load(),
+		Prefetched: n.prefetched.Load(), PrefetchStale: n.prefetchStale.Load(),
 	}
 }

@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,8 +77,10 @@ func TestAuth(t *testing.T) {
 	})
 
 	// The backend runs on while the password is rotated in etcd and in
-	// the file, in either order; in between, calls fail with ErrDenied
-	// and recover by themselves.
+	// the file, in either order; in between, calls that reach etcd fail
+	// with ErrDenied and recover by themselves. Names in the backend's
+	// replica answer without etcd, so the calls ask for one it lacks,
+	// which is read from etcd (and is not found once etcd lets us in).
 	t.Run("rotation", func(t *testing.T) {
 		b, err := backend.Open(ctx, "etcd", settingsOf(cfg))
 		if err != nil {
@@ -87,9 +90,12 @@ func TestAuth(t *testing.T) {
 		get := func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			sec, err := b.Get(ctx, backend.Ref{Name: "app/db", Reuse: true})
-			if err == nil && len(sec.Value) == 0 {
-				t.Fatal("empty value")
+			_, err := b.Get(ctx, backend.Ref{Name: "app/absent", Reuse: true})
+			if errors.Is(err, backend.ErrNotFound) {
+				return nil
+			}
+			if err == nil {
+				t.Fatal("an absent name was found")
 			}
 			return err
 		}
@@ -117,6 +123,34 @@ func TestAuth(t *testing.T) {
 		}
 		mustWork("file, then etcd rotated")
 		mustPut(t, s, "app/db", "three")
+	})
+
+	// A plugin restarted while etcd is down answers from its saved
+	// replica, and logs in once etcd is back.
+	t.Run("replica with etcd down", func(t *testing.T) {
+		fastReplica(t)
+		set := pluginSettings(t, cfg, "auth")
+		b := openBackendT(t, set)
+		r := replicaOf(t, b)
+		waitFor(t, "the copy saved", func() bool { return savedHas(t, r, s.Medium().(*Medium).LastWrite()) })
+		b.Close()
+		if err := c.Kill(0); err != nil {
+			t.Fatal(err)
+		}
+		b2, err := backend.Open(testCtx(t, 5*time.Second), "etcd", set)
+		if err != nil {
+			t.Fatalf("open with etcd down and a saved copy: %v", err)
+		}
+		defer b2.Close()
+		sec, err := b2.Get(testCtx(t, time.Second), backend.Ref{Name: "app/db"})
+		if err != nil || string(sec.Value) != "three" || !sec.Stale {
+			t.Fatalf("etcd down: %q stale %v, %v", sec.Value, sec.Stale, err)
+		}
+		if err := c.Restart(0); err != nil {
+			t.Fatal(err)
+		}
+		r2 := replicaOf(t, b2)
+		waitFor(t, "the copy confirmed after the login", func() bool { stale, _, _ := r2.Staleness(); return !stale })
 	})
 }
 

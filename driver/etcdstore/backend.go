@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -26,11 +27,17 @@ const (
 	SettingDialTimeout    = "dial_timeout"
 	SettingKeyFile        = "key_file"
 	SettingPassphraseFile = "passphrase_file"
+	// The plugin's replica (see Replica); the operator commands, which
+	// read etcd directly, ignore them.
+	SettingReplicaDir = "replica_dir"
+	SettingReplicaID  = "replica_id"
+	SettingMaxStale   = "max_stale"
 )
 
 var knownSettings = []string{
 	SettingEndpoints, SettingPrefix, SettingTLSCA, SettingTLSCert, SettingTLSKey,
 	SettingUsername, SettingPasswordFile, SettingDialTimeout, SettingKeyFile, SettingPassphraseFile,
+	SettingReplicaDir, SettingReplicaID, SettingMaxStale,
 }
 
 // Defaults.
@@ -59,6 +66,16 @@ type Config struct {
 	DialTimeout time.Duration
 	// KeyFile or PassphraseFile (exactly one) unlock the store's keyring.
 	KeyFile, PassphraseFile string
+	// ReplicaDir keeps the plugin's copy on disk (empty: in memory);
+	// ReplicaID names it under <prefix>.plugins/ (default: the host name
+	// and a random suffix); MaxStale bounds the age of a copy answered
+	// while etcd is unreachable (0: any age).
+	ReplicaDir, ReplicaID string
+	MaxStale              time.Duration
+
+	// loginLater lets NewMedium return when etcd cannot be reached for
+	// the login, for the plugin's replica, which answers meanwhile.
+	loginLater bool
 }
 
 // ParseSettings validates the etcd backend's settings. Errors name the
@@ -85,6 +102,18 @@ func ParseSettings(s backend.Settings) (Config, error) {
 		DialTimeout:    DefaultDialTimeout,
 		KeyFile:        s[SettingKeyFile],
 		PassphraseFile: s[SettingPassphraseFile],
+		ReplicaDir:     s[SettingReplicaDir],
+		ReplicaID:      s[SettingReplicaID],
+	}
+	if v, ok := s[SettingMaxStale]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return Config{}, fmt.Errorf("setting %q: %q is not a duration (like 1h)", SettingMaxStale, v)
+		}
+		c.MaxStale = d
+	}
+	if c.ReplicaDir != "" && !filepath.IsAbs(c.ReplicaDir) {
+		return Config{}, fmt.Errorf("setting %q: %q is not an absolute path", SettingReplicaDir, c.ReplicaDir)
 	}
 	var err error
 	if c.Endpoints, err = parseEndpoints(s[SettingEndpoints]); err != nil {
@@ -161,20 +190,24 @@ const BackendType = "etcd"
 
 func init() {
 	backend.Register(backend.Type{
-		Name: BackendType, Open: openBackend, Defaults: store.SealedDefaults,
-		Caps: backend.Capabilities{Writable: true, Sealed: true, Versioned: true},
+		Name: BackendType, Open: openBackend, Defaults: defaults,
+		Caps: backend.Capabilities{Writable: true, Sealed: true, Versioned: true, Replica: true},
 	})
 	store.RegisterMedium(BackendType, func(ctx context.Context, s backend.Settings) (store.Medium, store.KeySource, error) {
 		return OpenMedium(ctx, s)
 	})
 }
 
-func openBackend(ctx context.Context, set backend.Settings) (backend.Backend, error) {
-	s, err := Open(ctx, set)
-	if err != nil {
-		return nil, err
+// defaults gives an instance the plugin's key, its replica folder and its
+// max_stale.
+func defaults(s backend.Settings, d backend.Defaults) {
+	store.SealedDefaults(s, d)
+	if s[SettingReplicaDir] == "" && d.ReplicaDir != "" {
+		s[SettingReplicaDir] = d.ReplicaDir
 	}
-	return store.NewBackend(s, BackendType), nil
+	if _, ok := s[SettingMaxStale]; !ok && d.MaxStale > 0 {
+		s[SettingMaxStale] = d.MaxStale.String()
+	}
 }
 
 // Open connects to the cluster the settings name and opens the store
@@ -199,7 +232,12 @@ func Open(ctx context.Context, set backend.Settings) (*store.Store, error) {
 // operator's init command). The caller owns the medium until store.Open
 // or store.Init succeeds with it, and must close it if they fail.
 func OpenMedium(ctx context.Context, set backend.Settings) (*Medium, store.KeySource, error) {
+	return openMedium(ctx, set, false)
+}
+
+func openMedium(ctx context.Context, set backend.Settings, loginLater bool) (*Medium, store.KeySource, error) {
 	c, err := ParseSettings(set)
+	c.loginLater = loginLater
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd backend: %w", err)
 	}

@@ -40,9 +40,13 @@ func TestBackendGet(t *testing.T) {
 	if err != nil || string(sec.Value) != "second" {
 		t.Fatalf("Get latest = %q, %v", sec.Value, err)
 	}
-	if _, err := c.Client(t).Put(ctx, cfg.Prefix+"r/svc/tampered", "garbage"); err != nil {
+	put, err := c.Client(t).Put(ctx, cfg.Prefix+"r/svc/tampered", "garbage")
+	if err != nil {
 		t.Fatal(err)
 	}
+	// The backend answers from its replica: wait for the watch to bring
+	// the change (swarmkeep put waits the same way).
+	waitFor(t, "the tampered record in the copy", func() bool { return replicaOf(t, b).Applied() >= put.Header.Revision })
 	for _, tc := range []struct {
 		ref  backend.Ref
 		want error
@@ -72,38 +76,46 @@ func TestBackendGet(t *testing.T) {
 	}
 }
 
-// TestBackendDown: with etcd gone, Get fails with ErrUnavailable within
-// its deadline, and works again once etcd is back, without a reopen.
+// TestBackendDown: with etcd gone, a name in the backend's replica is
+// answered from it, marked stale once etcd stops confirming the copy; a
+// name the copy lacks fails with ErrUnavailable within its deadline; both
+// work again once etcd is back, without a reopen. Opening with etcd down
+// and no saved copy fails with ErrUnavailable.
 func TestBackendDown(t *testing.T) {
+	fastReplica(t)
 	c := etcdtest.Start(t, etcdtest.Options{})
 	cfg := testConfig(t, c)
 	s := initStore(t, cfg)
 	mustPut(t, s, "x", "value")
 	b := openBackendT(t, settingsOf(cfg))
-	get := func(d time.Duration) error {
+	get := func(name string, d time.Duration) (backend.Secret, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		_, err := b.Get(ctx, backend.Ref{Name: "x"})
-		return err
+		return b.Get(ctx, backend.Ref{Name: name})
 	}
-	if err := get(5 * time.Second); err != nil {
+	if _, err := get("x", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Kill(0); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []time.Duration{300 * time.Millisecond, time.Second} {
+	waitStale(t, b)
+	sec, err := get("x", time.Second)
+	if err != nil || string(sec.Value) != "value" || !sec.Stale || sec.Age <= 0 {
+		t.Fatalf("with etcd down: %q stale %v age %v, %v; want the copy, marked stale", sec.Value, sec.Stale, sec.Age, err)
+	}
+	for _, d := range []time.Duration{300 * time.Millisecond, 3 * time.Second} {
 		start := time.Now()
-		err := get(d)
+		_, err := get("absent", d)
 		el := time.Since(start)
 		t.Logf("deadline %v: %v after %v", d, err, el)
 		wantErr(t, err, backend.ErrUnavailable)
-		if el > d+time.Second {
+		if el > min(d, missTimeout)+time.Second {
 			t.Fatalf("Get took %v with a %v deadline", el, d)
 		}
 	}
 	start := time.Now()
-	_, err := backend.Open(testCtx(t, 500*time.Millisecond), "etcd", settingsOf(cfg))
+	_, err = backend.Open(testCtx(t, 500*time.Millisecond), "etcd", settingsOf(cfg))
 	wantErr(t, err, backend.ErrUnavailable)
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("Open took %v with a 500ms deadline", el)
@@ -114,8 +126,8 @@ func TestBackendDown(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := get(2 * time.Second)
-		if err == nil {
+		sec, err := get("x", 2*time.Second)
+		if err == nil && !sec.Stale {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -20,6 +20,16 @@
 // mutex under <prefix>.lock/ on a lease, fenced into every write. Rekey
 // relies on it, as it relies on flock(2) for the file store.
 //
+// # Replica
+//
+// The plugin's backend ([Replica], replicabackend.go) answers from a local
+// copy of the whole store, kept current by a watch and saved to disk
+// (FORMAT in replicafile.go), which is also its last-known-good copy while
+// etcd is unreachable. Each plugin publishes the revision its copy has
+// applied under <prefix>.plugins/ so a writer can wait for every copy
+// ([Medium.WaitApplied], publish.go). The operator commands use the
+// [Medium] directly.
+//
 // # Credentials
 //
 // TLS client certificates and the etcd password are read from files,

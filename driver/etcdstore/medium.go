@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -57,6 +59,10 @@ type Medium struct {
 	lastErr   atomic.Pointer[string] // see noteTransport
 	certAsked atomic.Bool            // see noClientCert
 	closed    atomic.Bool
+	lastWrite atomic.Int64 // see LastWrite
+	// lastResolve is the revision of resolve's latest read, for a delete
+	// whose own revision was lost.
+	lastResolve atomic.Int64
 
 	// sem serialises this process's writers; it guards sess. The etcd
 	// mutex has one key per session, so two goroutines sharing a session
@@ -131,8 +137,14 @@ func NewMedium(ctx context.Context, c Config) (*Medium, error) {
 		lctx, cancel := m.opCtx(ctx)
 		defer cancel()
 		if err := m.auth.login(lctx, 0); err != nil {
-			m.cli.Close()
-			return nil, m.fail(lctx, "etcd login as "+strconv.Quote(c.Username), err)
+			err = m.fail(lctx, "etcd login as "+strconv.Quote(c.Username), err)
+			if !c.loginLater || !errors.Is(err, backend.ErrUnavailable) {
+				m.cli.Close()
+				return nil, err
+			}
+			// etcd is down: the first call that etcd answers without a
+			// token logs in (see unary), and meanwhile a replica saved
+			// on disk answers.
 		}
 	}
 	return m, nil
@@ -159,6 +171,9 @@ func checkKey(key string) error {
 	}
 	if strings.HasPrefix(key, lockPrefix) {
 		return invalidKey(key, "is reserved for the writer lock")
+	}
+	if strings.HasPrefix(key, pluginsKey) {
+		return invalidKey(key, "is reserved for the plugins' applied revisions")
 	}
 	return nil
 }
@@ -220,7 +235,7 @@ func (m *Medium) List(ctx context.Context, prefix string, fn func(key string) er
 		cancel()
 		for _, kv := range resp.Kvs {
 			key := strings.TrimPrefix(string(kv.Key), m.prefix)
-			if strings.HasPrefix(key, lockPrefix) {
+			if strings.HasPrefix(key, lockPrefix) || strings.HasPrefix(key, pluginsKey) {
 				continue
 			}
 			if err := fn(key); err != nil {

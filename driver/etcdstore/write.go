@@ -65,6 +65,7 @@ func (m *Medium) Write(ctx context.Context, key string, blob []byte, prev store.
 			if !resp.Succeeded {
 				return "", conflict("write", key)
 			}
+			m.noteWrite(resp.Header.Revision)
 			return revision(resp.Header.Revision), nil
 		}
 		if !ambiguous(err) || attempt == maxResolve || ctx.Err() != nil {
@@ -75,6 +76,9 @@ func (m *Medium) Write(ctx context.Context, key string, blob []byte, prev store.
 		case rerr != nil:
 			return "", m.fail(ctx, "write "+key, err)
 		case state == applied:
+			if n, err := strconv.ParseInt(string(rev), 10, 64); err == nil {
+				m.noteWrite(n)
+			}
 			return rev, nil
 		case state == moved:
 			return "", conflict("write", key)
@@ -107,6 +111,7 @@ func (m *Medium) Delete(ctx context.Context, key string, prev store.Revision) er
 			Else(clientv3.OpGet(k, clientv3.WithKeysOnly())).Commit()
 		if err == nil {
 			if resp.Succeeded {
+				m.noteWrite(resp.Header.Revision)
 				return nil
 			}
 			if len(resp.Responses) == 0 || len(resp.Responses[0].GetResponseRange().GetKvs()) == 0 {
@@ -118,10 +123,13 @@ func (m *Medium) Delete(ctx context.Context, key string, prev store.Revision) er
 			return m.fail(ctx, "delete "+key, err)
 		}
 		state, _, rerr := m.resolve(ctx, k, prev, nil)
+		resolvedAt := m.lastResolve.Load()
 		switch {
 		case rerr != nil:
 			return m.fail(ctx, "delete "+key, err)
 		case state == applied:
+			// The delete's revision is lost; the read that saw it is later.
+			m.noteWrite(resolvedAt)
 			return nil
 		case state == moved:
 			return conflict("delete", key)
@@ -150,6 +158,7 @@ func (m *Medium) resolve(ctx context.Context, k string, prev store.Revision, blo
 	if err != nil {
 		return 0, "", err
 	}
+	m.lastResolve.Store(resp.Header.Revision)
 	if len(resp.Kvs) == 0 {
 		switch {
 		case blob == nil:

@@ -167,6 +167,7 @@ func (m *Metrics) Handler() http.Handler {
 		MaxRequestsInFlight: 4,
 	}))
 	mux.HandleFunc("GET /health", m.serveHealth)
+	mux.HandleFunc("POST /refresh", m.serveRefresh)
 	return mux
 }
 

@@ -111,6 +111,10 @@ type Options struct {
 	// /health. It runs on every /health request and reads every record:
 	// /health is for status and the agent, not for tight probe loops.
 	Stores func() map[string]backend.StoreDigest
+	// Refresh, when set, serves POST /refresh on the unix socket: it drops
+	// the plugin's copies of name (every name when empty) in backend
+	// (every backend when empty) and says what it did, per backend.
+	Refresh func(backend, name string) ([]Refreshed, error)
 }
 
 // Metrics counts answers and keeps what /health shows. It is safe for

@@ -22,7 +22,7 @@ import (
 // The query holds the type's knobs and credential file paths (never
 // credentials: docker plugin inspect shows settings) plus the cache knobs
 // every remote type takes (cache, cache_ttl, negative_ttl, max_stale,
-// cache_size, timeout, retry_after), which the wiring takes out of the query
+// cache_size, timeout, retry_after, prefetch), which the wiring takes out of the query
 // before the rest goes to the backend type. One setting instead of one per
 // knob, because config.json must declare every settable variable in advance
 // and instance names are the operator's.
@@ -36,6 +36,9 @@ type CacheConfig struct {
 	RetryAfter  time.Duration
 	Timeout     time.Duration
 	MaxEntries  int
+	// Prefetch is how often the values of a backend that can list are
+	// all fetched into last-known-good copies; 0 is off.
+	Prefetch time.Duration
 	// LKGDir holds this instance's encrypted last-known-good copies.
 	LKGDir string
 }
@@ -57,10 +60,28 @@ type BackendConfig struct {
 // request deadline, which bounds a cache's backend timeout; lkgDir holds
 // each cached instance's last-known-good copies in a folder of its name.
 func ParseBackends(spec string, dflt backend.Defaults, timeout time.Duration, lkgDir string) ([]BackendConfig, error) {
+	return ParseBackendsWith(spec, dflt, BackendOptions{Timeout: timeout, LKGDir: lkgDir})
+}
+
+// BackendOptions are the plugin-wide settings ParseBackendsWith applies.
+type BackendOptions struct {
+	// Timeout is the request deadline; LKGDir holds each cached
+	// instance's copies in a folder of its name.
+	Timeout time.Duration
+	LKGDir  string
+	// CacheTTL and Prefetch are the defaults of instances that do not set
+	// cache_ttl or prefetch (CACHE_TTL, PREFETCH); zero means 30s and 5m.
+	CacheTTL, Prefetch time.Duration
+	// NoPrefetch turns prefetching off where an instance does not say.
+	NoPrefetch bool
+}
+
+// ParseBackendsWith is ParseBackends with every plugin-wide default.
+func ParseBackendsWith(spec string, dflt backend.Defaults, o BackendOptions) ([]BackendConfig, error) {
 	var out []BackendConfig
 	seen := map[string]bool{}
 	for _, entry := range strings.Fields(strings.ReplaceAll(spec, ";", " ")) {
-		b, err := parseBackend(entry, dflt, timeout, lkgDir)
+		b, err := parseBackend(entry, dflt, o)
 		if err != nil {
 			return nil, err
 		}
@@ -76,7 +97,7 @@ func ParseBackends(spec string, dflt backend.Defaults, timeout time.Duration, lk
 	return out, nil
 }
 
-func parseBackend(entry string, dflt backend.Defaults, timeout time.Duration, lkgDir string) (BackendConfig, error) {
+func parseBackend(entry string, dflt backend.Defaults, o BackendOptions) (BackendConfig, error) {
 	head, query, _ := strings.Cut(entry, "?")
 	name, typ, ok := strings.Cut(head, ":")
 	if !ok || name == "" || typ == "" {
@@ -101,11 +122,16 @@ func parseBackend(entry string, dflt backend.Defaults, timeout time.Duration, lk
 		s[strings.ToLower(k)] = vs[0]
 	}
 	b := BackendConfig{Name: name, Type: t.Name, Settings: s, Caps: t.Caps}
-	if err := b.takeCache(timeout, lkgDir); err != nil {
+	if err := b.takeCache(o); err != nil {
 		return BackendConfig{}, fmt.Errorf("%s: backend %s: %w", EnvBackends, name, err)
 	}
 	if t.Defaults != nil {
-		t.Defaults(s, dflt)
+		d := dflt
+		if d.ReplicaDir != "" {
+			d.ReplicaDir = filepath.Join(d.ReplicaDir, name)
+		}
+		d.MaxStale = b.Cache.MaxStale
+		t.Defaults(s, d)
 	}
 	for _, k := range sortedKeys(s) {
 		if strings.HasSuffix(k, "_file") || k == "dir" || strings.HasPrefix(k, "tls_") && k != "tls_server_name" {
@@ -118,10 +144,21 @@ func parseBackend(entry string, dflt backend.Defaults, timeout time.Duration, lk
 }
 
 // takeCache moves the cache knobs out of the settings into b.Cache.
-func (b *BackendConfig) takeCache(timeout time.Duration, lkgDir string) error {
+func (b *BackendConfig) takeCache(o BackendOptions) error {
+	timeout, lkgDir := o.Timeout, o.LKGDir
 	s := b.Settings
+	ttl, prefetch := 30*time.Second, 5*time.Minute
+	if o.CacheTTL > 0 {
+		ttl = o.CacheTTL
+	}
+	if o.Prefetch > 0 {
+		prefetch = o.Prefetch
+	}
+	if o.NoPrefetch {
+		prefetch = 0
+	}
 	cc := CacheConfig{
-		Enabled: !b.Caps.Local, TTL: 30 * time.Second, NegativeTTL: 5 * time.Second,
+		Enabled: !b.Caps.Local && !b.Caps.Replica, TTL: ttl, NegativeTTL: 5 * time.Second, Prefetch: prefetch,
 		MaxStale: time.Hour, RetryAfter: 2 * time.Second, MaxEntries: 10000,
 		Timeout: min(2*time.Second, timeout*2/5),
 		LKGDir:  filepath.Join(lkgDir, b.Name),
@@ -152,6 +189,11 @@ func (b *BackendConfig) takeCache(timeout time.Duration, lkgDir string) error {
 		}
 	}
 	dur("cache_ttl", &cc.TTL, time.Second, 24*time.Hour)
+	if v := s["prefetch"]; v == "off" || v == "false" {
+		delete(s, "prefetch")
+		cc.Prefetch = 0
+	}
+	dur("prefetch", &cc.Prefetch, time.Minute, 24*time.Hour)
 	dur("negative_ttl", &cc.NegativeTTL, 0, time.Hour)
 	dur("max_stale", &cc.MaxStale, 0, 30*24*time.Hour)
 	dur("retry_after", &cc.RetryAfter, 100*time.Millisecond, 5*time.Minute)

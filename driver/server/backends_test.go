@@ -39,9 +39,14 @@ func TestBackendsSpec(t *testing.T) {
 		e.Settings["key_file"] != DefaultKeyFile || e.Settings["cache_ttl"] != "" {
 		t.Fatalf("etcd settings: %+v", e.Settings)
 	}
-	if !e.Cache.Enabled || e.Cache.TTL != 10*time.Second || e.Cache.MaxStale != 2*time.Hour ||
+	// etcd keeps a replica current by a watch: no TTL cache in front of
+	// it, and its copy lives in its own folder, as old as max_stale.
+	if e.Cache.Enabled || e.Cache.TTL != 10*time.Second || e.Cache.MaxStale != 2*time.Hour ||
 		e.Cache.Timeout != 1600*time.Millisecond || e.Cache.LKGDir != DefaultLKGDir+"/shared" {
 		t.Fatalf("etcd cache: %+v", e.Cache)
+	}
+	if e.Settings["replica_dir"] != DefaultReplicaDir+"/shared" || e.Settings["max_stale"] != "2h0m0s" {
+		t.Fatalf("etcd replica settings: %+v", e.Settings)
 	}
 	v := c.Backends[2]
 	if v.Type != "vault" || v.Cache.Enabled || v.Cache.Timeout != time.Second || v.Settings["key_file"] != "" {
@@ -72,5 +77,33 @@ func TestBackendsErrors(t *testing.T) {
 	if _, err := Load(envOf(map[string]string{EnvBackends: "a:file", EnvDefaultBackend: "b"})); err == nil ||
 		!strings.Contains(err.Error(), "not listed") {
 		t.Errorf("default: %v", err)
+	}
+}
+
+// TestCacheTTLAndPrefetch: CACHE_TTL and PREFETCH are the defaults of the
+// instances that do not set cache_ttl or prefetch.
+func TestCacheTTLAndPrefetch(t *testing.T) {
+	c, err := Load(envOf(map[string]string{
+		EnvBackends: "a:vault?address=https://127.0.0.1:8200&token_file=/etc/swarmkeep/t b:vault?address=https://127.0.0.1:8200&token_file=/etc/swarmkeep/t&cache_ttl=2m&prefetch=1h",
+		EnvCacheTTL: "10s", EnvPrefetch: "off",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Backends[0].Cache, c.Backends[1].Cache
+	if a.TTL != 10*time.Second || a.Prefetch != 0 || b.TTL != 2*time.Minute || b.Prefetch != time.Hour {
+		t.Fatalf("a %+v\nb %+v", a, b)
+	}
+	if _, ok := c.Backends[1].Settings["prefetch"]; ok {
+		t.Fatal("prefetch left in the backend's settings")
+	}
+	if c, err = Load(envOf(map[string]string{EnvBackends: "a:vault?address=https://127.0.0.1:8200&token_file=/etc/swarmkeep/t"})); err != nil ||
+		c.Backends[0].Cache.TTL != 30*time.Second || c.Backends[0].Cache.Prefetch != 5*time.Minute {
+		t.Fatalf("defaults: %+v, %v", c.Backends[0].Cache, err)
+	}
+	for k, v := range map[string]string{EnvCacheTTL: "0s", EnvPrefetch: "5s"} {
+		if _, err := Load(envOf(map[string]string{k: v})); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%s: %v", k, v, err)
+		}
 	}
 }

@@ -38,8 +38,34 @@ func (b BackendConfig) CacheOptions() cache.Options {
 // backend timeout per key, and a stopped one is answered from encrypted
 // last-known-good copies within max_stale. It returns inner itself, and no
 // cache, when the cache cannot be built.
-func wrapCache(key store.KeySource, b BackendConfig, inner backend.Backend, log logrus.FieldLogger) (backend.Backend, *cache.Cache) {
+func wrapCache(key store.KeySource, b BackendConfig, inner backend.Backend, opened func() (backend.Backend, bool), log logrus.FieldLogger) (backend.Backend, *cache.Cache) {
 	o := b.CacheOptions()
+	o.Prefetcher = func() (backend.Prefetcher, bool) {
+		be, ok := opened()
+		if !ok {
+			return nil, false
+		}
+		p, _ := be.(backend.Prefetcher)
+		return p, true // open; p is nil for a type that cannot prefetch
+	}
+	o.Prefetch = b.Cache.Prefetch
+	var lastPrefetchErr string
+	o.PrefetchDone = func(saved, listed int, err error) {
+		// One goroutine calls this: no lock for lastPrefetchErr.
+		switch {
+		case err != nil && err.Error() != lastPrefetchErr:
+			log.Warnf("prefetch (every manager's copies for a backend outage): %v; %d of %d listed documents saved; "+
+				"fix: grant the plugin's Vault policy list on the metadata path (see the README), or set prefetch=off", err, saved, listed)
+		case err == nil && lastPrefetchErr != "":
+			log.Infof("prefetch works again: %d listed, %d saved", listed, saved)
+		case err == nil && saved > 0:
+			log.Debugf("prefetch: %d listed, %d saved", listed, saved)
+		}
+		lastPrefetchErr = ""
+		if err != nil {
+			lastPrefetchErr = err.Error()
+		}
+	}
 	var lkg *store.Store
 	if o.MaxStale > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), lkgOpenTimeout)

@@ -25,6 +25,9 @@ type Config struct {
 	PassphraseFile string
 	// LKGDir holds remote backends' last-known-good copies.
 	LKGDir string
+	// ReplicaDir holds replicating backends' local copies, one folder
+	// per instance.
+	ReplicaDir string
 	// AuditFile is the audit trail, "" when AUDIT=off; AuditStderr also
 	// copies each record to the plugin log.
 	AuditFile   string
@@ -75,6 +78,7 @@ func Load(getenv func(string) string) (Config, error) {
 		c.KeyFile = get(EnvKeyFile)
 	}
 	c.LKGDir = get(EnvLKGDir)
+	c.ReplicaDir = get(EnvReplicaDir)
 	switch strings.ToLower(get(EnvAudit)) {
 	case "on", "true":
 		c.AuditFile = get(EnvAuditFile)
@@ -94,7 +98,7 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	c.PolicyFile = get(EnvPolicyFile)
-	for name, p := range map[string]string{EnvPolicyFile: c.PolicyFile, EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir, EnvAuditFile: c.AuditFile} {
+	for name, p := range map[string]string{EnvPolicyFile: c.PolicyFile, EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir, EnvReplicaDir: c.ReplicaDir, EnvAuditFile: c.AuditFile} {
 		if p != "" && !filepath.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("%s: want an absolute path, got %q", name, p))
 		}
@@ -102,7 +106,19 @@ func Load(getenv func(string) string) (Config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
-	c.Backends, err = ParseBackends(get(EnvBackends), c.backendDefaults(), c.Timeout, c.LKGDir)
+	bo := BackendOptions{Timeout: c.Timeout, LKGDir: c.LKGDir}
+	if bo.CacheTTL, err = time.ParseDuration(get(EnvCacheTTL)); err != nil || bo.CacheTTL < time.Second || bo.CacheTTL > 24*time.Hour {
+		return Config{}, fmt.Errorf("%s: want a duration from 1s to 24h, like 30s", EnvCacheTTL)
+	}
+	switch v := strings.ToLower(get(EnvPrefetch)); v {
+	case "off", "false", "0":
+		bo.NoPrefetch = true
+	default:
+		if bo.Prefetch, err = time.ParseDuration(v); err != nil || bo.Prefetch < time.Minute || bo.Prefetch > 24*time.Hour {
+			return Config{}, fmt.Errorf("%s: want off or a duration from 1m to 24h, like 5m", EnvPrefetch)
+		}
+	}
+	c.Backends, err = ParseBackendsWith(get(EnvBackends), c.backendDefaults(), bo)
 	if err != nil {
 		return Config{}, err
 	}
@@ -128,5 +144,5 @@ func DefaultBackend(bs []BackendConfig, name string) (string, error) {
 
 // backendDefaults are what instances inherit from the plugin's settings.
 func (c Config) backendDefaults() backend.Defaults {
-	return backend.Defaults{StoreDir: c.StoreDir, KeyFile: c.KeyFile, PassphraseFile: c.PassphraseFile}
+	return backend.Defaults{StoreDir: c.StoreDir, KeyFile: c.KeyFile, PassphraseFile: c.PassphraseFile, ReplicaDir: c.ReplicaDir}
 }

@@ -102,7 +102,7 @@ func New(cfg Config, o Options) (_ *Server, err error) {
 		}
 		if b.Cache.Enabled {
 			var c *cache.Cache
-			be, c = wrapCache(cfg.KeySource(), b, be, s.log.WithField("backend", b.Name))
+			be, c = wrapCache(cfg.KeySource(), b, be, lazy.Opened, s.log.WithField("backend", b.Name))
 			if c != nil {
 				s.caches[b.Name] = c
 			}
@@ -129,6 +129,7 @@ func New(cfg Config, o Options) (_ *Server, err error) {
 			p := s.policy.Policy()
 			return p.Source(), p.Hash()
 		},
+		Refresh: func(backend, name string) ([]metrics.Refreshed, error) { return s.Refresh(backend, name) },
 	})
 	s.policy, err = policy.NewWatcherHooks(cfg.PolicyFile, policy.Hooks{
 		Report: func(err error) {

@@ -35,6 +35,9 @@ const (
 	EnvKeyFile        = "KEY_FILE"
 	EnvPassphraseFile = "PASSPHRASE_FILE"
 	EnvLKGDir         = "LKG_DIR"
+	EnvReplicaDir     = "REPLICA_DIR"
+	EnvCacheTTL       = "CACHE_TTL"
+	EnvPrefetch       = "PREFETCH"
 	EnvAudit          = "AUDIT"
 	EnvAuditFile      = "AUDIT_FILE"
 	EnvAuditStderr    = "AUDIT_STDERR"
@@ -52,6 +55,7 @@ const (
 	DefaultStoreDir   = "/var/lib/swarmkeep/store"
 	DefaultKeyFile    = "/etc/swarmkeep/key"
 	DefaultLKGDir     = "/var/lib/swarmkeep/lkg"
+	DefaultReplicaDir = "/var/lib/swarmkeep/replica"
 	DefaultAuditFile  = "/var/lib/swarmkeep/audit/audit.log"
 	DefaultPolicyFile = "/etc/swarmkeep/policy.yaml"
 	DefaultBackends   = "local:file"
@@ -81,6 +85,12 @@ var Settings = []Setting{
 		Help: "passphrase file inside the plugin (under the config mount); when set, used instead of KEY_FILE"},
 	{Name: EnvLKGDir, Default: DefaultLKGDir, Settable: true,
 		Help: "encrypted last-known-good copies of remote backends' values (under the state mount)"},
+	{Name: EnvReplicaDir, Default: DefaultReplicaDir, Settable: true,
+		Help: "etcd backends' local replicas of their sealed records, one folder per instance (under the state mount)"},
+	{Name: EnvCacheTTL, Default: "30s", Settable: true,
+		Help: "how long a cached remote value (Vault) is answered before the backend is read again: the bound on staleness for values changed outside swarmkeep (swarmkeep refresh drops copies at once; an instance's cache_ttl overrides)"},
+	{Name: EnvPrefetch, Default: "5m", Settable: true,
+		Help: "how often each plugin lists a cached backend that can list (Vault: KV metadata under prefetch_path, needs the list capability) and saves every value as a last-known-good copy, so any manager serves every name through an outage; off disables (an instance's prefetch overrides)"},
 	{Name: EnvAudit, Default: "on", Settable: true,
 		Help: "on or off: one audit record per answer (never the value)"},
 	{Name: EnvAuditFile, Default: DefaultAuditFile, Settable: true,

@@ -261,3 +261,7 @@ func (s *Store) update(ctx context.Context, fn func(context.Context) error) erro
 	}
 	return err
 }
+
+// Medium returns the medium the store is on, for callers that need what a
+// particular medium offers (etcdstore's wait for the plugins' replicas).
+func (s *Store) Medium() Medium { return s.m }

@@ -36,6 +36,7 @@ const (
 	setTLSCert       = "tls_cert"
 	setTLSKey        = "tls_key"
 	setTLSServerName = "tls_server_name"
+	setPrefetchPath  = "prefetch_path"
 )
 
 // Auth methods.
@@ -61,6 +62,9 @@ type config struct {
 	mount     string
 	kvVersion int
 	tmpl      *pathTemplate
+	// prefetchPath is the folder (relative to the mount) whose secrets
+	// the prefetch lists; "" is the whole mount.
+	prefetchPath string
 
 	auth                     string
 	tokenFile                string
@@ -75,7 +79,7 @@ type config struct {
 func knownSettings() []string {
 	return []string{setAddress, setNamespace, setMount, setKVVersion, setPathTemplate, setAuth,
 		setTokenFile, setAppRoleMount, setRoleIDFile, setSecretIDFile, setJWTFile, setJWTRole, setJWTMount,
-		setTLSCA, setTLSCert, setTLSKey, setTLSServerName}
+		setTLSCA, setTLSCert, setTLSKey, setTLSServerName, setPrefetchPath}
 }
 
 // parseSettings checks every setting and fills in defaults. It reads no
@@ -142,6 +146,12 @@ func parseSettings(s backend.Settings) (config, error) {
 	}
 	if c.tmpl, err = parsePathTemplate(get(setPathTemplate, "{{.Name}}")); err != nil {
 		return config{}, fmt.Errorf("setting %q: %w", setPathTemplate, err)
+	}
+	c.prefetchPath = strings.Trim(get(setPrefetchPath, c.tmpl.literalPrefix()), "/")
+	if c.prefetchPath != "" {
+		if err := checkPath(c.prefetchPath); err != nil {
+			return config{}, fmt.Errorf("setting %q: %w", setPrefetchPath, err)
+		}
 	}
 	return c, c.checkAuth(s)
 }

@@ -3,7 +3,9 @@ package vaulttest
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -170,6 +172,12 @@ func (s *Server) serveKV(w http.ResponseWriter, q *request) {
 // numbers keep their literal form; a write without fields is refused.
 func (s *Server) kv1(w http.ResponseWriter, q *request, m *kvMount, p string) {
 	switch q.method {
+	case methodList:
+		writeList(w, p, func(yield func(string)) {
+			for k := range m.v1 {
+				yield(k)
+			}
+		})
 	case http.MethodGet:
 		buf, ok := m.v1[p]
 		if !ok {
@@ -202,6 +210,12 @@ func (s *Server) kv1(w http.ResponseWriter, q *request, m *kvMount, p string) {
 func (s *Server) kv2(w http.ResponseWriter, q *request, m *kvMount, rest string) {
 	api, p, _ := strings.Cut(rest, "/")
 	switch {
+	case api == "metadata" && q.method == methodList:
+		writeList(w, p, func(yield func(string)) {
+			for k := range m.v2 {
+				yield(k)
+			}
+		})
 	case p == "" && (api == "data" || api == "metadata" || api == "delete" || api == "undelete" || api == "destroy"):
 		writeResponse(w, http.StatusNotFound, response{Warnings: []string{"Non-listing operations on the root of a K/V v2 mount are not supported."}})
 	case api == "data" && q.method == http.MethodGet:
@@ -363,4 +377,36 @@ func (s *Server) serveSys(w http.ResponseWriter, q *request) {
 	default:
 		writeErrors(w, http.StatusMethodNotAllowed, "vaulttest: "+q.method+" "+p+" is not served")
 	}
+}
+
+// methodList is Vault's LIST, which the api client sends as GET ?list=true.
+const methodList = "LIST"
+
+// writeList answers a LIST of folder dir (empty or ending in '/') over the
+// paths each yields, as the KV engines do: the names directly in dir, and
+// each subfolder once with a trailing '/', sorted; 404 when there is none.
+func writeList(w http.ResponseWriter, dir string, each func(yield func(string))) {
+	if dir != "" && !strings.HasSuffix(dir, "/") {
+		dir += "/"
+	}
+	seen := map[string]bool{}
+	each(func(p string) {
+		rest, ok := strings.CutPrefix(p, dir)
+		if !ok || rest == "" {
+			return
+		}
+		if i := strings.Index(rest, "/"); i >= 0 {
+			rest = rest[:i+1]
+		}
+		seen[rest] = true
+	})
+	if len(seen) == 0 {
+		writeErrors(w, http.StatusNotFound)
+		return
+	}
+	keys := make([]any, 0, len(seen))
+	for _, k := range slices.Sorted(maps.Keys(seen)) {
+		keys = append(keys, k)
+	}
+	writeResponse(w, http.StatusOK, response{Data: map[string]any{"keys": keys}})
 }

@@ -227,6 +227,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case http.MethodGet, http.MethodDelete:
+		if r.Method == http.MethodGet && q.query.Get("list") == "true" {
+			q.method = methodList // how the api client sends LIST
+		}
+	case methodList:
+		q.method = methodList
+	}
+	if q.method == methodList && !strings.HasSuffix(q.path, "/") {
+		// As Vault's HTTP layer: a LIST is of a folder, so policies
+		// over "secret/metadata/*" cover the mount's root listing.
+		q.path += "/"
+	}
+	switch q.method {
+	case methodList, http.MethodGet, http.MethodDelete, http.MethodPut:
 	default:
 		writeErrors(w, http.StatusMethodNotAllowed, "vaulttest: method "+r.Method+" is not served")
 		return
