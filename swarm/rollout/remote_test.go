@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -235,4 +236,46 @@ func warnings(h *logtest.Hook, substr string) int {
 		}
 	}
 	return n
+}
+
+type failSource struct{ err error }
+
+func (f failSource) Run(ctx context.Context, _ func(Change)) error { return f.err }
+
+// TestMultiRunsEverySourceAndStopsOnAFailure: changes from each source
+// reach fn; one source failing stops the others and is the error.
+func TestMultiRunsEverySourceAndStopsOnAFailure(t *testing.T) {
+	a, b := make(chanSource), make(chanSource)
+	got := make(chan Change, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Multi{a, b}.Run(ctx, func(c Change) { got <- c }) }()
+	a <- Change{Name: "x", Version: 1}
+	b <- Change{Name: "y", Version: 2}
+	for range 2 {
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a change was lost")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+
+	boom := errors.New("store gone")
+	c := make(chanSource)
+	select {
+	case err := <-func() chan error {
+		ch := make(chan error, 1)
+		go func() { ch <- Multi{c, failSource{boom}}.Run(context.Background(), func(Change) {}) }()
+		return ch
+	}():
+		if !errors.Is(err, boom) {
+			t.Fatalf("Run = %v, want the failing source's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a failed source did not stop the others")
+	}
 }
