@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/server"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 	"github.com/swarmkeep/swarmkeep/swarm/agent"
@@ -25,6 +27,7 @@ type agentRollout struct {
 	u                usesFlags
 	poll, debounce   time.Duration
 	timeout, backoff time.Duration
+	vaultPoll        time.Duration
 	watchEvery       time.Duration
 }
 
@@ -56,6 +59,7 @@ func (c *agentRollout) bind(fs *flag.FlagSet, env *cliEnv) {
 	fs.DurationVar(&c.debounce, "rollout-debounce", 2*time.Second, "quiet time after a put before rolling")
 	fs.DurationVar(&c.timeout, "rollout-timeout", 10*time.Minute, "bound on one service's rollout")
 	fs.DurationVar(&c.backoff, "rollout-backoff", time.Second, "first wait after Docker failed; doubles up to 30 times")
+	fs.DurationVar(&c.vaultPoll, "rollout-vault-poll", 30*time.Second, "interval between reads of the Vault metadata of the names opted-in services use (0: off)")
 	c.watchEvery = 250 * time.Millisecond
 }
 
@@ -63,30 +67,45 @@ func (c *agentRollout) loop() (agent.Loop, error) {
 	if c.poll <= 0 || c.debounce < 0 || c.timeout <= 0 || c.backoff <= 0 {
 		return agent.Loop{}, fmt.Errorf("%w: --rollout-poll, --rollout-timeout and --rollout-backoff must be more than 0", errUsage)
 	}
+	if c.vaultPoll < 0 {
+		return agent.Loop{}, fmt.Errorf("%w: --rollout-vault-poll must be 0 (off) or more", errUsage)
+	}
 	return agent.Loop{Name: "rollout", Run: c.run}, nil
 }
 
 func (c *agentRollout) run(ctx context.Context, env *agent.Env) error {
+	log := env.Log.WithField("loop", "rollout")
+	var sources rollout.Multi
 	s, err := c.sf.open(ctx)
-	if err != nil {
+	switch {
+	case err == nil:
+		defer s.Close()
+		wake := make(chan struct{}, 1)
+		if c.sf.backend == "" {
+			go c.watchDir(ctx, log, wake)
+		}
+		sources = append(sources, &rollout.Poller{Every: c.poll, Wake: wake, Snapshot: func(ctx context.Context) (map[string]uint64, error) {
+			return snapshot(ctx, s)
+		}})
+	case errors.Is(err, backend.ErrNotFound) && c.vaultPoll > 0:
+		// A plugin that reads only Vault has no store of its own.
+		log.WithError(err).Info("no store to watch; watching Vault only")
+	default:
 		return err
 	}
-	defer s.Close()
-	log := env.Log.WithField("loop", "rollout")
 	base, err := c.u.target(ctx, env.Docker, c.sf, "")
 	if err != nil {
 		return err
 	}
-	wake := make(chan struct{}, 1)
-	if c.sf.backend == "" {
-		go c.watchDir(ctx, log, wake)
+	if c.vaultPoll > 0 {
+		vw := newVaultWatch(env.Docker, c.u.plugin, log)
+		defer vw.close()
+		sources = append(sources, &rollout.RemotePoller{API: env.Docker, Views: vw.views, Every: c.vaultPoll, BackoffMin: c.backoff, Log: log})
 	}
 	a := &rollout.Auto{
 		API:    env.Docker,
 		Leader: env.Leader,
-		Source: &rollout.Poller{Every: c.poll, Wake: wake, Snapshot: func(ctx context.Context) (map[string]uint64, error) {
-			return snapshot(ctx, s)
-		}},
+		Source: sources,
 		Target: func(name string) rollout.Target {
 			t := base
 			t.Name = name
@@ -106,7 +125,7 @@ func (c *agentRollout) run(ctx context.Context, env *agent.Env) error {
 			}
 		},
 	}
-	log.WithFields(logrus.Fields{"backend": base.Backend, "driver": base.Plugins, "poll": c.poll}).Info("watching for new versions")
+	log.WithFields(logrus.Fields{"backend": base.Backend, "driver": base.Plugins, "poll": c.poll, "vault_poll": c.vaultPoll}).Info("watching for new versions")
 	return a.Run(ctx)
 }
 

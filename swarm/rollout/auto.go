@@ -52,7 +52,7 @@ type Auto struct {
 
 	mu     sync.Mutex
 	busy   map[string]*job   // service ID -> the job queued behind the running one (nil: none)
-	failed map[string]uint64 // service ID + "\x00" + name -> version that failed
+	failed map[string]uint64 // failKey -> version that failed
 	wg     sync.WaitGroup
 }
 
@@ -92,10 +92,14 @@ func (a *Auto) Run(ctx context.Context) error {
 	}()
 	type due struct {
 		version uint64
+		target  Target
 		at      time.Time
 		wait    time.Duration // backoff of the next retry
 	}
-	pending := map[string]*due{}
+	// Pending names are keyed by backend and name: two backends can
+	// hold the same name.
+	type key struct{ backend, name string }
+	pending := map[key]*due{}
 	for {
 		var wake <-chan time.Time
 		if len(pending) > 0 {
@@ -113,23 +117,28 @@ func (a *Auto) Run(ctx context.Context) error {
 		case err := <-srcErr:
 			return err
 		case c := <-changes:
-			d := pending[c.Name]
+			t := a.Target(c.Name)
+			if c.Target != nil {
+				t = *c.Target
+			}
+			k := key{t.Backend, t.Name}
+			d := pending[k]
 			if d == nil {
 				d = &due{}
-				pending[c.Name] = d
+				pending[k] = d
 			}
-			d.version, d.at, d.wait = max(d.version, c.Version), time.Now().Add(a.Debounce), a.BackoffMin
+			d.version, d.target, d.at, d.wait = max(d.version, c.Version), t, time.Now().Add(max(a.Debounce, c.Settle)), a.BackoffMin
 		case <-wake:
-			for name, d := range pending {
+			for k, d := range pending {
 				if time.Now().Before(d.at) {
 					continue
 				}
-				if err := a.dispatch(ctx, name, d.version); err != nil {
-					a.Log.WithError(err).WithField("name", name).Warnf("auto-rollout: retrying in %s", d.wait)
+				if err := a.dispatch(ctx, d.target, d.version); err != nil {
+					a.Log.WithError(err).WithFields(logrus.Fields{"name": k.name, "backend": k.backend}).Warnf("auto-rollout: retrying in %s", d.wait)
 					d.at, d.wait = time.Now().Add(d.wait), min(2*d.wait, a.BackoffMax)
 					continue
 				}
-				delete(pending, name)
+				delete(pending, k)
 			}
 		}
 	}
@@ -137,7 +146,8 @@ func (a *Auto) Run(ctx context.Context) error {
 
 // dispatch finds the opted-in services using name and queues a rollout of
 // each. An error (Docker unreachable) means: try again later.
-func (a *Auto) dispatch(ctx context.Context, name string, version uint64) error {
+func (a *Auto) dispatch(ctx context.Context, t Target, version uint64) error {
+	name := t.Name
 	lead, err := a.Leader(ctx)
 	if err != nil {
 		return fmt.Errorf("asking who leads: %w", err)
@@ -146,7 +156,6 @@ func (a *Auto) dispatch(ctx context.Context, name string, version uint64) error 
 		a.Log.WithFields(logrus.Fields{"name": name, "version": version}).Debug("auto-rollout: not the leader, leaving it to the leader's agent")
 		return nil
 	}
-	t := a.Target(name)
 	rep, err := Find(ctx, a.API, t)
 	if err != nil {
 		return err
@@ -157,7 +166,7 @@ func (a *Auto) dispatch(ctx context.Context, name string, version uint64) error 
 		}
 		j := &job{target: t, name: name, backend: t.Backend, version: version, serviceID: u.ID, service: u.Name}
 		a.mu.Lock()
-		if v, ok := a.failed[u.ID+"\x00"+name]; ok && version <= v {
+		if v, ok := a.failed[failKey(u.ID, t)]; ok && version <= v {
 			a.mu.Unlock()
 			continue
 		}
@@ -172,6 +181,11 @@ func (a *Auto) dispatch(ctx context.Context, name string, version uint64) error 
 		go a.work(ctx, j)
 	}
 	return nil
+}
+
+// failKey names a service's failed rollout to a name in a backend.
+func failKey(serviceID string, t Target) string {
+	return serviceID + "\x00" + t.Backend + "\x00" + t.Name
 }
 
 // work runs j, then whatever was queued for the same service meanwhile.
@@ -224,7 +238,7 @@ func (a *Auto) rollOne(ctx context.Context, j *job) {
 	}
 	if err != nil {
 		a.mu.Lock()
-		a.failed[j.serviceID+"\x00"+j.name] = j.version
+		a.failed[failKey(j.serviceID, j.target)] = j.version
 		a.mu.Unlock()
 		var f *Failure
 		if !errors.As(err, &f) {

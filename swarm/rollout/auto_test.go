@@ -246,7 +246,7 @@ func TestPollerReportsNewVersionsOnly(t *testing.T) {
 	for range len(snaps) - 1 {
 		wake <- struct{}{}
 	}
-	want := map[Change]bool{{"a", 2}: true, {"c", 1}: true, {"a", 3}: true}
+	want := map[Change]bool{{Name: "a", Version: 2}: true, {Name: "c", Version: 1}: true, {Name: "a", Version: 3}: true}
 	for range len(want) {
 		select {
 		case c := <-got:

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -10,6 +11,14 @@ import (
 type Change struct {
 	Name    string
 	Version uint64
+	// Target, when set, is where the plugin reads Name (a source that
+	// watches a backend of the plugin's own settings knows it); nil means
+	// Auto's Target.
+	Target *Target
+	// Settle is how long the plugin may still answer the old version (its
+	// cache of a remote backend): the rollout waits at least this long,
+	// or the new tasks would be given what they replace.
+	Settle time.Duration
 }
 
 // Source reports new versions of stored names. Run calls fn for each until
@@ -66,4 +75,33 @@ func (p *Poller) Run(ctx context.Context, fn func(Change)) error {
 		}
 		last = now
 	}
+}
+
+// Multi runs several sources as one. When one fails, the others are
+// stopped and its error is returned.
+type Multi []Source
+
+// Run implements Source.
+func (m Multi) Run(ctx context.Context, fn func(Change)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex // fn is called by one source at a time
+	errs := make(chan error, len(m))
+	for _, s := range m {
+		go func() {
+			errs <- s.Run(ctx, func(c Change) {
+				mu.Lock()
+				defer mu.Unlock()
+				fn(c)
+			})
+		}()
+	}
+	var first error
+	for range m {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
 }

@@ -4,7 +4,8 @@
 // It serves, on 127.0.0.1 with optional TLS and client certificates:
 //
 //   - KV v2: GET/POST/PUT/DELETE /v1/{mount}/data/{path} (with ?version=N),
-//     POST /v1/{mount}/delete/{path}, POST /v1/{mount}/destroy/{path}
+//     POST /v1/{mount}/delete/{path}, POST /v1/{mount}/destroy/{path},
+//     GET /v1/{mount}/metadata/{path} (current_version and version times)
 //   - KV v1: GET/POST/PUT/DELETE /v1/{mount}/{path}
 //   - POST /v1/auth/{approle mount}/login and /v1/auth/{jwt mount}/login
 //   - GET /v1/auth/token/lookup-self, POST /v1/auth/token/renew-self
@@ -31,7 +32,7 @@
 // Policies are path lists with no per-capability control: an HCL policy is
 // read for its path stanzas only.
 // Namespaces come only from the X-Vault-Namespace header, never from a path
-// prefix. LIST, KV v2 metadata reads, undelete, CAS on delete, response
+// prefix. LIST, undelete, CAS on delete, response
 // wrapping, entities, batch tokens, token num_uses and the rest of the API
 // are not served: they answer 405 with an error naming the fake.
 package vaulttest

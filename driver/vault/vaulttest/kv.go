@@ -239,6 +239,8 @@ func (s *Server) kv2(w http.ResponseWriter, q *request, m *kvMount, rest string)
 		}
 		m.mark(p, versions, s.now(), api == "destroy")
 		w.WriteHeader(http.StatusNoContent)
+	case api == "metadata" && q.method == http.MethodGet:
+		s.kv2Metadata(w, m, p)
 	case api == "metadata" && q.method == http.MethodDelete:
 		delete(m.v2, p) // every version and the metadata
 		w.WriteHeader(http.StatusNoContent)
