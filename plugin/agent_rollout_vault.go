@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/sirupsen/logrus"
@@ -114,7 +115,17 @@ func (w *vaultWatch) build(ctx context.Context, name string, p *types.Plugin) *p
 		return server.Lookup(k).Default
 	}
 	d := backend.Defaults{StoreDir: get(server.EnvStoreDir), KeyFile: get(server.EnvKeyFile), PassphraseFile: get(server.EnvPassphraseFile)}
-	bs, err := server.ParseBackends(get(server.EnvBackends), d, driver.MaxTimeout, get(server.EnvLKGDir))
+	// The plugin's CACHE_TTL bounds how long it may answer from a copy:
+	// a rollout sooner could hand new tasks the old value.
+	o := server.BackendOptions{Timeout: driver.MaxTimeout, LKGDir: get(server.EnvLKGDir), NoPrefetch: true}
+	ttl, err := time.ParseDuration(get(server.EnvCacheTTL))
+	if err == nil {
+		o.CacheTTL = ttl
+	}
+	var bs []server.BackendConfig
+	if err == nil {
+		bs, err = server.ParseBackendsWith(get(server.EnvBackends), d, o)
+	}
 	if err == nil {
 		pw.view.Default, err = server.DefaultBackend(bs, env[server.EnvDefaultBackend])
 	}
