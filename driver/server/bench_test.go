@@ -14,7 +14,9 @@ import (
 	"runtime"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver"
 	"github.com/swarmkeep/swarmkeep/driver/store"
@@ -132,6 +134,7 @@ func runServeBench(b *testing.B, h http.Handler, want func(int) string) {
 	var next atomic.Int64
 	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0))) // 8 goroutines, as c=8
 	b.ReportAllocs()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -139,6 +142,19 @@ func runServeBench(b *testing.B, h http.Handler, want func(int) string) {
 			benchGet(b, h, bodies[i], wants[i])
 		}
 	})
+	b.StopTimer()
+	// CPU time rather than wall time: on a shared machine it is what
+	// changes least with the load from elsewhere.
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func benchGet(b *testing.B, h http.Handler, body []byte, want string) {

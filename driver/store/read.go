@@ -59,6 +59,38 @@ func (s *Store) Get(ctx context.Context, name string, version uint64) (backend.S
 	return backend.Secret{Value: value, Version: v.num, Created: time.Unix(0, v.created)}, nil
 }
 
+// getFromMemory answers Get(name, version) from the record cache, while a
+// watch reports changes, with no I/O: it is Get's answer when the record is
+// cached, and false when Get would have to look at the medium (not cached,
+// no watch, an older version, a key dropped by a rekey, any error).
+func (s *Store) getFromMemory(name string, version uint64) (backend.Secret, bool) {
+	if s.closed.Load() || ValidateName(name) != nil {
+		return backend.Secret{}, false
+	}
+	w := s.watching()
+	if w == nil {
+		return backend.Secret{}, false // revisions are checked with Stat: I/O
+	}
+	v, ok, _ := s.cache.get(w.ID(recordKey(name)), "")
+	if !ok {
+		return backend.Secret{}, false
+	}
+	key := s.ringNow().keys[v.keyID]
+	if key == nil {
+		return backend.Secret{}, false
+	}
+	rec := v.record(name, key)
+	sv, err := rec.find(version)
+	if err != nil {
+		return backend.Secret{}, false
+	}
+	value, err := rec.open(s.id, sv)
+	if err != nil {
+		return backend.Secret{}, false
+	}
+	return backend.Secret{Value: value, Version: sv.num, Created: time.Unix(0, sv.created)}, true
+}
+
 // load returns name's record, parsed and MAC-checked, from the cache when
 // its revision still matches. A record sealed with a key we do not know
 // makes us reload the keyring and read again: that is how a reader
