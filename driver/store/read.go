@@ -28,8 +28,8 @@ type Entry struct {
 // Get returns the value of name at version, or the latest for 0. It is
 // the hot path (Swarm calls it for every task): with the record cached it
 // costs one AEAD open and, on a medium that reports changes (see
-// [Watcher]), one read(2) of the change queue that finds it empty, else
-// one Stat. A value written by another process is seen at once either way.
+// [Watcher]), a look at its change counter (DirMedium: one load from
+// shared memory while nothing changed), else one Stat. A value written by another process is seen at once either way.
 //
 // Errors name the record and wrap backend.ErrNotFound, ErrInvalidRef,
 // ErrCorrupt or ErrUnavailable.
