@@ -56,6 +56,7 @@ func runServe(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	trimExecutable()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	serveErr := srv.Serve(ctx)
