@@ -7,9 +7,14 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver/server"
 )
+
+// trimAfter is when serve drops the start-up page mappings of its
+// executable (see trimExecutable).
+const trimAfter = 2 * time.Second
 
 // servingGCPercent is serve's GC target (GOGC), unless GOGC is set.
 const servingGCPercent = 100
@@ -56,7 +61,10 @@ func runServe(env *cliEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	trimExecutable()
+	// Once started and serving, not before: start-up is measured to the
+	// socket, and the first requests fault in what they need anyway.
+	trim := time.AfterFunc(trimAfter, trimExecutable)
+	defer trim.Stop()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	serveErr := srv.Serve(ctx)
