@@ -161,9 +161,6 @@ func (d *Driver) Get(ctx context.Context, req Request) Response {
 	d.inflight.Add(1)
 	defer d.inflight.Done()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
-
 	ev := Event{Request: &req}
 	value, err := d.get(ctx, req, &ev)
 	ev.Latency = time.Since(start)
@@ -198,7 +195,7 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 		Name: spec.Name, Version: spec.Version, Path: spec.Path, Field: spec.Field, Reuse: spec.Reuse,
 		Secret: req.SecretName, Stack: spec.Stack, Service: req.ServiceName, Labels: req.SecretLabels,
 	}
-	sec, err := getBounded(ctx, d.gates[name], route.Backend, ref)
+	sec, err := d.read(ctx, name, route.Backend, ref)
 	if err != nil {
 		return nil, &refError{name: spec.Name, backend: name, caps: route.Caps, deflt: name == d.dflt,
 			err: fmt.Errorf("backend %s: %w", name, err)}
@@ -214,6 +211,22 @@ func (d *Driver) get(ctx context.Context, req Request, ev *Event) ([]byte, error
 		return nil, fmt.Errorf("stored %s version %d: %w", quoteShort(spec.Name), sec.Version, err)
 	}
 	return value, nil
+}
+
+// read asks the route's backend, within the driver's deadline. An answer the
+// backend holds in memory (a cached record, a fresh cache entry) is taken
+// on this goroutine: it cannot hang, so it needs neither the deadline's
+// timer nor the bounded call's goroutine, which together cost more than
+// the answer itself.
+func (d *Driver) read(ctx context.Context, route string, b backend.Backend, ref backend.Ref) (backend.Secret, error) {
+	if m, ok := b.(backend.MemoryGetter); ok {
+		if sec, ok := m.GetFromMemory(ref); ok {
+			return sec, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	return getBounded(ctx, d.gates[route], b, ref)
 }
 
 // authorize applies the swarmkeep.services label, which can only narrow,

@@ -7,10 +7,15 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/swarmkeep/swarmkeep/driver/server"
 )
+
+// trimAfter is when serve drops the start-up page mappings of its
+// executable (see trimExecutable).
+const trimAfter = 2 * time.Second
 
 // servingGCPercent is serve's GC target (GOGC), unless GOGC is set.
 const servingGCPercent = 100
@@ -76,6 +81,10 @@ func runServe(env *cliEnv, args []string) error {
 		}
 		return err
 	}
+	// Once started and serving, not before: start-up is measured to the
+	// socket, and the first requests fault in what they need anyway.
+	trim := time.AfterFunc(trimAfter, trimExecutable)
+	defer trim.Stop()
 	serveErr := srv.Serve(ctx)
 	if ctx.Err() != nil {
 		log.Info("stopping on signal")

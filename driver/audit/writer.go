@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,9 +108,10 @@ const maxKeptBatch = 64 << 10
 // anything but the trail's writes, and a failure is counted, not returned.
 //
 // Records of answers made at once share one write(2) (group commit): the
-// first caller writes its record and becomes the writer; callers arriving
-// while that write runs queue theirs, and the first of them to wake writes
-// the whole queue at once and lets the others go. So the answer still
+// first caller yields the processor once, so requests running beside it
+// queue their records too, then writes them all and becomes the writer;
+// callers arriving while that write runs queue theirs, and the first of
+// them to wake writes the whole queue at once and lets the others go. So the answer still
 // leaves only after its record is written, as with one write per record,
 // at a fraction of the system calls under load.
 //
@@ -166,9 +168,23 @@ func (w *Writer) write(r *Record, now time.Time) {
 	linePool.Put(bp)
 	w.queued++
 	mine := w.queued
+	yielded := false
 	for w.written < mine {
 		if w.writing {
 			w.done.Wait()
+			continue
+		}
+		if !yielded {
+			// About to write: first let the requests already running
+			// on other goroutines reach this point, so their records
+			// share this write(2). Without it, at the engine's
+			// concurrency on a few cores, almost every record got a
+			// write of its own. With nothing else runnable it returns
+			// at once.
+			yielded = true
+			w.mu.Unlock()
+			runtime.Gosched()
+			w.mu.Lock()
 			continue
 		}
 		w.writeBatch(now)

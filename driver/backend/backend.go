@@ -104,6 +104,17 @@ type Backend interface {
 	Close() error
 }
 
+// MemoryGetter is implemented by backends that can answer some references
+// from what they hold in memory, found by type assertion. GetFromMemory must
+// do no I/O and never wait on anything but a short lock: the driver calls it
+// on the request goroutine, before it starts the bounded call (a goroutine
+// and a timer) that guards a read which may hang. It answers only what Get
+// would answer at that moment; false sends the request down the full path
+// (a miss, an error, anything that needs a look at the backend).
+type MemoryGetter interface {
+	GetFromMemory(ref Ref) (Secret, bool)
+}
+
 // Counter is implemented by backends that can count their stored names
 // cheaply (for the metrics); found by type assertion.
 type Counter interface {

@@ -113,6 +113,18 @@ func (l *Lazy) Get(ctx context.Context, ref Ref) (Secret, error) {
 	return b.Get(ctx, ref)
 }
 
+// GetFromMemory is [MemoryGetter]: the open backend's answer from memory,
+// if it is open and can give one.
+func (l *Lazy) GetFromMemory(ref Ref) (Secret, bool) {
+	l.mu.Lock()
+	b := l.b
+	l.mu.Unlock()
+	if m, ok := b.(MemoryGetter); ok {
+		return m.GetFromMemory(ref)
+	}
+	return Secret{}, false
+}
+
 // Close closes the backend if it was opened.
 func (l *Lazy) Close() error {
 	l.mu.Lock()

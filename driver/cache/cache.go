@@ -88,7 +88,7 @@ func (c *Cache) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error
 	if e != nil {
 		age := now.Sub(e.at)
 		switch {
-		case e.kind == positive && !e.fromLKG && !e.wiped && age < c.o.TTL:
+		case c.fresh(e, now):
 			c.entries.touch(e)
 			s := e.s
 			s.Value = bytes.Clone(s.Value)
@@ -111,6 +111,39 @@ func (c *Cache) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error
 	}
 	c.n.misses.Add(1)
 	return c.missLocked(ctx, k, ref, e)
+}
+
+// GetFromMemory is backend.MemoryGetter: Get's answer when it is a fresh
+// entry, with no backend call and no waiting; false for anything else
+// (a miss, an expired, negative or per-task entry, a copy from disk), which
+// Get then handles.
+func (c *Cache) GetFromMemory(ref backend.Ref) (backend.Secret, bool) {
+	if !ref.Reuse {
+		return backend.Secret{}, false
+	}
+	k := keyOf(ref)
+	now := c.o.Now()
+	c.mu.Lock()
+	e := c.entries.peek(k)
+	if c.closed || e == nil || !c.fresh(e, now) {
+		c.mu.Unlock()
+		return backend.Secret{}, false
+	}
+	c.entries.touch(e)
+	s := e.s
+	s.Value = bytes.Clone(s.Value)
+	s.Cached = true
+	c.mu.Unlock()
+	c.n.hits.Add(1)
+	return s, true
+}
+
+var _ backend.MemoryGetter = (*Cache)(nil)
+
+// fresh says whether e answers from memory: a value the backend gave less
+// than a TTL ago.
+func (c *Cache) fresh(e *entry, now time.Time) bool {
+	return e.kind == positive && !e.fromLKG && !e.wiped && now.Sub(e.at) < c.o.TTL
 }
 
 // missLocked answers a request that no fresh entry answers: by joining or

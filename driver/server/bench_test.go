@@ -13,8 +13,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver"
 	"github.com/swarmkeep/swarmkeep/driver/store"
@@ -132,6 +135,8 @@ func runServeBench(b *testing.B, h http.Handler, want func(int) string) {
 	var next atomic.Int64
 	b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0))) // 8 goroutines, as c=8
 	b.ReportAllocs()
+	cpu0 := processCPU()
+	r0, w0 := processSyscalls()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -139,6 +144,44 @@ func runServeBench(b *testing.B, h http.Handler, want func(int) string) {
 			benchGet(b, h, bodies[i], wants[i])
 		}
 	})
+	b.StopTimer()
+	// CPU time rather than wall time: on a shared machine it is what
+	// changes least with the load from elsewhere.
+	b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	// System calls are what the request path's design decides (a drain of
+	// the change queue, an audit write), and they do not vary with load.
+	r1, w1 := processSyscalls()
+	b.ReportMetric(float64(r1-r0)/float64(b.N), "read-calls/op")
+	b.ReportMetric(float64(w1-w0)/float64(b.N), "write-calls/op")
+}
+
+// processSyscalls returns the process's read and write system call counts
+// (/proc/self/io: syscr, syscw); 0 where there is no /proc.
+func processSyscalls() (reads, writes int64) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes
+}
+
+// processCPU is the process's user and system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func benchGet(b *testing.B, h http.Handler, body []byte, want string) {

@@ -108,6 +108,17 @@ func (b storeBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secret,
 	return b.s.Get(ctx, ref.Name, ref.Version)
 }
 
+// GetFromMemory is backend.MemoryGetter: a cached record, while a watch
+// reports changes (see Store.getFromMemory).
+func (b storeBackend) GetFromMemory(ref backend.Ref) (backend.Secret, bool) {
+	if ref.Path != "" || ref.Field != "" {
+		return backend.Secret{}, false
+	}
+	return b.s.getFromMemory(ref.Name, ref.Version)
+}
+
+var _ backend.MemoryGetter = storeBackend{}
+
 func (b storeBackend) Close() error { return b.s.Close() }
 
 // Count is backend.Counter: the number of stored names, for the metrics.

@@ -40,6 +40,10 @@ func (m *DirMedium) Lock(ctx context.Context) (context.Context, func(), error) {
 		<-m.sem
 		return nil, nil, fmt.Errorf("store %s: %w: medium closed", m.root, backend.ErrUnavailable)
 	}
+	if m.changesErr != nil {
+		<-m.sem
+		return nil, nil, unavailable("lock store", m.changesErr)
+	}
 	delay := 100 * time.Microsecond
 	for {
 		err := unix.Flock(m.lockFd, unix.LOCK_EX|unix.LOCK_NB)
@@ -74,6 +78,10 @@ func (m *DirMedium) Lock(ctx context.Context) (context.Context, func(), error) {
 	unlock := func() {
 		once.Do(func() {
 			tok.held.Store(false)
+			// Announce the writes made under the lock (if any) before a
+			// Put returns: a reader that sees the count drains its queue,
+			// which holds their events since each rename(2) returned.
+			m.changes.bump()
 			unix.Flock(m.lockFd, unix.LOCK_UN)
 			<-m.sem
 		})

@@ -46,6 +46,12 @@ type DirMedium struct {
 	// so a rewritten file never repeats a revision (see revision).
 	lastMtime atomic.Int64
 	closed    atomic.Bool
+	// changes is the folder's change counter (see changesFile), bumped by
+	// every writer; nil, with changesErr, when it cannot be opened (a
+	// read-only folder): then this handle cannot write, since its writes
+	// would go unannounced to readers that trust the counter.
+	changes    *changeCounter
+	changesErr error
 	// noSync skips fsync; only tests that build large stores set it.
 	noSync bool
 }
@@ -90,6 +96,7 @@ func OpenDir(root string) (*DirMedium, error) {
 		lockFd:  int(f.Fd()),
 		sem:     make(chan struct{}, 1),
 	}
+	m.changes, m.changesErr = openChangeCounter(abs)
 	if err := m.recoverAtOpen(); err != nil {
 		f.Close()
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -36,9 +37,9 @@ func (m *DirMedium) Watch() (Watch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", m.root, err)
 	}
-	w := &dirWatch{m: m, fd: fd, shards: map[int32]string{}, buf: make([]byte, 64<<10)}
+	w := &dirWatch{m: m, fd: fd, file: os.NewFile(uintptr(fd), "inotify"), shards: map[int32]string{}, buf: make([]byte, 64<<10)}
 	fail := func(err error) (Watch, error) {
-		unix.Close(fd)
+		w.file.Close()
 		return nil, fmt.Errorf("watch %s: %w", m.root, err)
 	}
 	if w.rootWd, err = unix.InotifyAddWatch(fd, m.root, selfEvents|unix.IN_MOVED_FROM|unix.IN_MOVED_TO|unix.IN_DELETE|unix.IN_CREATE|unix.IN_ONLYDIR); err != nil {
@@ -59,23 +60,75 @@ func (m *DirMedium) Watch() (Watch, error) {
 			}
 		}
 	}
+	if m.changes != nil {
+		rc, err := w.file.SyscallConn()
+		if err != nil {
+			return fail(err)
+		}
+		w.counter.Store(m.changes)
+		w.polling.Store(true)
+		startPoll(w, rc)
+	}
 	return w, nil
 }
 
 // dirWatch is a DirMedium's inotify watch. Sync reads the inotify queue
-// without blocking, so it costs one read(2) that finds nothing in the
-// steady state, a fraction of the lstat(2) of a three-level path it
-// replaces; concurrent Syncs share one read (see Sync).
+// without blocking: one read(2) that finds nothing in the steady state, a
+// fraction of the lstat(2) of a three-level path it replaces; concurrent
+// Syncs share one read (see Sync).
+//
+// With the folder's change counter (see changesFile) a Sync skips even that
+// read while nothing happened: the counter is where the last drain saw it
+// (no swarmkeep writer has finished since) and the poller has seen no event
+// (nobody else has changed a file either). The counter is what keeps the
+// guarantee: a writer increments it after its rename(2), whose event is
+// queued by then, and before its Put returns, so the next Sync anywhere
+// drains that event. The poller catches changes by other hands (an edited
+// or restored file), within its wake-up, microseconds.
 type dirWatch struct {
-	m             *DirMedium
-	begun         atomic.Uint64 // drains started
-	mu            sync.Mutex    // guards the rest, and serialises drains
+	m     *DirMedium
+	begun atomic.Uint64 // drains started
+	// seen is the change count read before the last complete drain, plus
+	// one; 0 when unknown (no drain yet, or the watch broke).
+	seen    atomic.Uint64
+	pending atomic.Bool // the poller saw the queue readable since the last drain began
+	polling atomic.Bool // the poller runs; without it every Sync drains
+	counter atomic.Pointer[changeCounter]
+
+	mu            sync.Mutex // guards the rest, and serialises drains
 	fd            int
+	file          *os.File // owns fd; the poller waits on it
 	rootWd, objWd int
 	shards        map[int32]string // watch descriptor -> shard name
 	done          uint64           // drains finished
 	err           error            // set once the watch is broken or closed
 	buf           []byte
+}
+
+// startPoll starts w's poller; tests replace it.
+var startPoll = func(w *dirWatch, rc syscall.RawConn) { go w.poll(rc) }
+
+// poll waits, in the runtime's poller, for the queue to become readable and
+// marks it pending; Sync reads it. It returns when the watch is closed.
+func (w *dirWatch) poll(rc syscall.RawConn) {
+	rc.Read(func(uintptr) bool {
+		w.pending.Store(true)
+		return false // wait for the next event
+	})
+	// Closed, or the poller cannot wait on this fd: drain every time.
+	w.polling.Store(false)
+	w.seen.Store(0)
+}
+
+// unchanged says, without a system call, that no change can have been
+// queued since the last complete drain.
+func (w *dirWatch) unchanged() bool {
+	c := w.counter.Load()
+	if c == nil || w.pending.Load() || !w.polling.Load() {
+		return false
+	}
+	n, ok := c.load()
+	return ok && n+1 == w.seen.Load()
 }
 
 func (w *dirWatch) addShard(name string) error {
@@ -94,6 +147,9 @@ func (w *dirWatch) ID(key string) string { return sha256ID(key) }
 // that finds that a whole drain ran while it waited for the lock returns
 // at once: that drain began after this Sync was called.
 func (w *dirWatch) Sync(changed func(id string), lost func()) error {
+	if w.unchanged() {
+		return nil
+	}
 	ticket := w.begun.Load()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -105,9 +161,16 @@ func (w *dirWatch) Sync(changed func(id string), lost func()) error {
 	}
 	w.begun.Add(1)
 	defer func() { w.done++ }()
+	// Both before the read: a change announced or polled after this point
+	// makes the next Sync drain again.
+	w.pending.Store(false)
+	count, counted := w.counter.Load().load()
 	for {
 		n, err := unix.Read(w.fd, w.buf)
 		if errors.Is(err, unix.EAGAIN) {
+			if counted && w.counter.Load() != nil {
+				w.seen.Store(count + 1)
+			}
 			return nil
 		}
 		if errors.Is(err, unix.EINTR) {
@@ -139,6 +202,12 @@ func (w *dirWatch) handleLocked(b []byte, changed func(string), lost func()) err
 		case wd == w.rootWd:
 			if mask&selfEvents != 0 || name == "objects" {
 				return errors.New("the store folder or its objects folder was replaced")
+			}
+			if name == changesFile {
+				// Removed or replaced: writers from now on count in
+				// another file. Drain every time from now on.
+				w.counter.Store(nil)
+				w.seen.Store(0)
 			}
 		case wd == w.objWd:
 			if mask&selfEvents != 0 {
@@ -180,7 +249,8 @@ func (w *dirWatch) handleLocked(b []byte, changed func(string), lost func()) err
 func (w *dirWatch) breakLocked(err error) error {
 	if w.err == nil {
 		w.err = fmt.Errorf("watch %s: %w", w.m.root, err)
-		unix.Close(w.fd)
+		w.seen.Store(0)
+		w.file.Close()
 	}
 	return w.err
 }
@@ -190,7 +260,8 @@ func (w *dirWatch) Close() error {
 	defer w.mu.Unlock()
 	if w.err == nil {
 		w.err = errors.New("watch closed")
-		return unix.Close(w.fd)
+		w.seen.Store(0)
+		return w.file.Close()
 	}
 	return nil
 }

@@ -100,6 +100,17 @@ func mustGet(t testing.TB, s *Store, name string, version uint64) string {
 	return string(sec.Value)
 }
 
+// servedGet reads name as the plugin does: from memory when the store can
+// answer so (backend.MemoryGetter), else with Get. It says which.
+func servedGet(t testing.TB, s *Store, name string) (value string, fromMemory bool) {
+	t.Helper()
+	b := NewBackend(s, "file").(backend.MemoryGetter)
+	if sec, ok := b.GetFromMemory(backend.Ref{Name: name}); ok {
+		return string(sec.Value), true
+	}
+	return mustGet(t, s, name, 0), false
+}
+
 // recordPath is where DirMedium keeps name's record.
 func recordPath(dir, name string) string {
 	m := DirMedium{objects: filepath.Join(dir, "objects")}

@@ -141,11 +141,26 @@ func (r *record) marshal(storeID []byte) []byte {
 }
 
 func recordMAC(k *dataKey, storeID, body []byte) []byte {
-	h := hmac.New(sha256.New, k.mac)
-	h.Write([]byte(recordMACLabel))
-	h.Write(storeID)
-	h.Write(body)
-	return h.Sum(nil)
+	m := k.macs.Get().(*macState)
+	defer k.macs.Put(m)
+	return append([]byte(nil), m.compute(storeID, body)...)
+}
+
+// checkRecordMAC says whether mac is body's record MAC, without allocating:
+// a listing checks every record.
+func checkRecordMAC(k *dataKey, storeID, body, mac []byte) bool {
+	m := k.macs.Get().(*macState)
+	defer k.macs.Put(m)
+	return hmac.Equal(mac, m.compute(storeID, body))
+}
+
+// compute returns the record MAC in m's own buffer.
+func (m *macState) compute(storeID, body []byte) []byte {
+	m.h.Reset()
+	m.h.Write([]byte(recordMACLabel))
+	m.h.Write(storeID)
+	m.h.Write(body)
+	return m.h.Sum(m.sum[:0])
 }
 
 // parseRecord checks and decodes the record stored for name. It finds the
@@ -168,7 +183,7 @@ func parseRecord(b []byte, name string, storeID []byte, keyOf func(uint32) *data
 		return nil, unknownKeyError{keyID}
 	}
 	body, mac := b[:len(b)-macSize], b[len(b)-macSize:]
-	if !hmac.Equal(mac, recordMAC(key, storeID, body)) {
+	if !checkRecordMAC(key, storeID, body, mac) {
 		return nil, corrupt("authentication failed (tampered, truncated, or from another store)")
 	}
 	c.b = body

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"golang.org/x/sys/unix"
@@ -119,7 +120,7 @@ func (m *DirMedium) scanShard(ctx context.Context, shard, prefix string, fn func
 			return bad, unavailable("list", err)
 		}
 		key, blob, ok := splitObject(obj)
-		if sum := sha256.Sum256([]byte(key)); !ok || hex.EncodeToString(sum[:]) != name {
+		if !ok || !objectNameOf(key, name) {
 			bad = append(bad, badObject{loc, fmt.Errorf("%w: object file holds no key, or another key (moved or damaged)", backend.ErrCorrupt)})
 			continue
 		}
@@ -133,6 +134,15 @@ func (m *DirMedium) scanShard(ctx context.Context, shard, prefix string, fn func
 	return bad, nil
 }
 
+// objectNameOf says whether name is the object file name of key, the hex
+// SHA-256 of key, without allocating.
+func objectNameOf(key, name string) bool {
+	sum := sha256.Sum256([]byte(key))
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:]) == name
+}
+
 // scanReadSize holds a typical record file in one read(2).
 const scanReadSize = 4 << 10
 
@@ -143,7 +153,7 @@ const scanReadSize = 4 << 10
 // a short read of a regular file is its end (a torn read would fail the
 // record's MAC, never pass as a value).
 func readObjectAt(dirfd int, name string, buf []byte) ([]byte, error) {
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := openObjectAt(dirfd, name)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
@@ -174,6 +184,28 @@ func readObjectAt(dirfd int, name string, buf []byte) ([]byte, error) {
 		n += k
 	}
 	return buf[:n], nil
+}
+
+// openObjectAt is unix.Openat for an object file name (64 hex digits)
+// with the NUL-terminated path built on the stack: unix.Openat allocates it,
+// once per file of a listing.
+func openObjectAt(dirfd int, name string) (int, error) {
+	var p [2*sha256.Size + 1]byte
+	if len(name) >= len(p) {
+		return unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	copy(p[:], name) // p[len(name)] stays 0
+	for {
+		fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(dirfd), uintptr(unsafe.Pointer(&p[0])),
+			uintptr(unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC), 0, 0, 0)
+		switch e {
+		case 0:
+			return int(fd), nil
+		case unix.EINTR:
+			continue
+		}
+		return -1, e
+	}
 }
 
 func readRetry(fd int, b []byte) (int, error) {

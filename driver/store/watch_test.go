@@ -76,9 +76,8 @@ func TestWatch_PutElsewhereSeenAtOnceWithoutStat(t *testing.T) {
 					return
 				}
 				for range 3 {
-					sec, err := reader.Get(ctx, name, 0)
-					if err != nil || string(sec.Value) != want {
-						t.Errorf("Get %s after put %d: %q, %v", name, i, sec.Value, err)
+					if got, mem := servedGet(t, reader, name); got != want {
+						t.Errorf("Get %s after put %d: %q (from memory: %v)", name, i, got, mem)
 						return
 					}
 				}
@@ -95,9 +94,12 @@ func TestWatch_PutElsewhereSeenAtOnceWithoutStat(t *testing.T) {
 	reads := m.reads.Load()
 	for range 100 {
 		mustGet(t, reader, "a", 0)
+		if _, mem := servedGet(t, reader, "a"); !mem {
+			t.Fatal("an unchanged, cached name not answered from memory")
+		}
 	}
 	if n := m.reads.Load() - reads; n != 0 {
-		t.Fatalf("%d reads for 100 Gets of an unchanged name", n)
+		t.Fatalf("%d reads for 200 Gets of an unchanged name", n)
 	}
 }
 
@@ -156,7 +158,7 @@ func TestWatch_QueueOverflowDropsCache(t *testing.T) {
 		}
 	}
 	mustPut(t, ts.Store, "x", "new")
-	if got := mustGet(t, reader, "x", 0); got != "new" {
+	if got, _ := servedGet(t, reader, "x"); got != "new" {
 		t.Fatalf("after an overflow: %q", got)
 	}
 }
@@ -185,14 +187,14 @@ func TestWatch_FolderReplaced(t *testing.T) {
 			}
 			writer := openStore(t, ts.dir, KeyFile(ts.key))
 			mustPut(t, writer, "x", "new")
-			if got := mustGet(t, reader, "x", 0); got != "new" {
+			if got, _ := servedGet(t, reader, "x"); got != "new" {
 				t.Fatalf("after the %s folder was replaced: %q", which, got)
 			}
 			if reader.watch.w.Load() != nil {
 				t.Fatal("still watching the old folder")
 			}
 			mustPut(t, writer, "x", "newer")
-			if got := mustGet(t, reader, "x", 0); got != "newer" {
+			if got, mem := servedGet(t, reader, "x"); got != "newer" || mem {
 				t.Fatalf("on the Stat path: %q", got)
 			}
 		})
@@ -211,7 +213,7 @@ func TestWatch_NewShards(t *testing.T) {
 			name := fmt.Sprintf("n/%d", i)
 			want := fmt.Sprintf("%d-%d", round, i)
 			mustPut(t, ts.Store, name, want)
-			if got := mustGet(t, reader, name, 0); got != want {
+			if got, _ := servedGet(t, reader, name); got != want {
 				t.Fatalf("%s: %q, want %q", name, got, want)
 			}
 		}
