@@ -82,6 +82,12 @@ func managersReport(ctx context.Context) (ms []managerState, ok bool, problem er
 // common value of each attribute, and returns one error naming them: a
 // manager with a stale copy is named before it leads.
 func compareManagers(ms []managerState) error {
+	if len(ms) < 2 || !anyPublished(ms) {
+		// One manager has nothing to differ from, and with no agent
+		// anywhere (a single-manager file store needs none) there is
+		// nothing to compare: printManagers says so.
+		return nil
+	}
 	attrs := map[string]func(m managerState) string{}
 	keys := map[string]bool{}
 	for _, m := range ms {
@@ -143,8 +149,11 @@ func compareManagers(ms []managerState) error {
 	for _, a := range names {
 		get := attrs[a]
 		count := map[string]int{}
+		// A manager that publishes nothing is named once, under
+		// "plugin"; every other attribute compares those that publish.
+		skip := func(m managerState) bool { return m.Down || a != "plugin" && m.Plugin == nil }
 		for _, m := range ms {
-			if !m.Down {
+			if !skip(m) {
 				count[get(m)]++
 			}
 		}
@@ -155,11 +164,15 @@ func compareManagers(ms []managerState) error {
 			}
 		}
 		for i, m := range ms {
-			if m.Down {
+			if skip(m) {
 				continue
 			}
 			if v := get(m); v != common || a == "plugin" && v != "enabled" {
-				ms[i].Differs = append(ms[i].Differs, fmt.Sprintf("%s: %s (others: %s)", a, v, common))
+				d := fmt.Sprintf("%s: %s", a, v)
+				if v != common {
+					d += fmt.Sprintf(" (others: %s)", common)
+				}
+				ms[i].Differs = append(ms[i].Differs, d)
 				problems = append(problems, fmt.Sprintf("%s %s: %s", m.name(), a, v))
 			}
 		}
@@ -170,6 +183,16 @@ func compareManagers(ms []managerState) error {
 	return errors.New("managers differ: " + strings.Join(problems, "; ") +
 		"; fix: a manager whose store differs serves other values if it leads: start or restart its swarmkeep-agent (replicated store), " +
 		"or give every manager the same store (see the README's multi-manager section)")
+}
+
+// anyPublished tells whether some manager's agent publishes anything.
+func anyPublished(ms []managerState) bool {
+	for _, m := range ms {
+		if m.Plugin != nil || len(m.Mirrors) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func shortID(id string) string { return id[:min(len(id), 12)] }
@@ -213,6 +236,9 @@ func printManagers(w io.Writer, ms []managerState) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", m.Host, m.Addr, role, plugin, cfg, stores, mirror)
 	}
 	tw.Flush()
+	if !anyPublished(ms) {
+		fmt.Fprintln(w, "  no manager's swarmkeep-agent publishes its plugin: nothing to compare (with several managers, run the agent on each; see the README)")
+	}
 	for _, m := range ms {
 		for _, d := range m.Differs {
 			fmt.Fprintf(w, "  DIFFERS %s: %s\n", m.name(), d)

@@ -89,3 +89,36 @@ func TestManagersReportFlagsTheStaleManager(t *testing.T) {
 		t.Fatalf("unpublished manager: %v", err)
 	}
 }
+
+func TestManagersWithoutAgentsAreNotAProblem(t *testing.T) {
+	f := &fakeNodes{nodes: []swarm.Node{managerNode("m1", "127.0.24.1:2377", nil, false)}}
+	prev := newPluginAPI
+	newPluginAPI = func() (pluginAPI, error) { return f, nil }
+	t.Cleanup(func() { newPluginAPI = prev })
+	// One manager, no agent: a single-manager file store needs none.
+	if _, _, err := managersReport(context.Background()); err != nil {
+		t.Fatalf("one manager without an agent: %v", err)
+	}
+	// Several managers, no agent anywhere: nothing to compare, said as such.
+	f.nodes = append(f.nodes, managerNode("m2", "127.0.24.2:2377", nil, false))
+	ms, _, err := managersReport(context.Background())
+	if err != nil {
+		t.Fatalf("no agent anywhere: %v", err)
+	}
+	var b strings.Builder
+	printManagers(&b, ms)
+	if !strings.Contains(b.String(), "nothing to compare") || strings.Contains(b.String(), "DIFFERS") {
+		t.Fatalf("no agent anywhere, printed:\n%s", b.String())
+	}
+	// One agent publishes, the other manager's does not: that one is named.
+	f.nodes[0] = managerNode("m1", "127.0.24.1:2377", map[string]string{pluginLabel: published("aaaa")}, false)
+	ms, _, err = managersReport(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "m2 (127.0.24.2:2377) plugin: not published") || strings.Contains(err.Error(), "m1 ") {
+		t.Fatalf("one agent missing: %v", err)
+	}
+	b.Reset()
+	printManagers(&b, ms)
+	if strings.Contains(b.String(), "(others: not published") {
+		t.Fatalf("a manager is said to differ from itself:\n%s", b.String())
+	}
+}
