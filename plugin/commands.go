@@ -174,7 +174,7 @@ func runPut() func(*cliEnv, []string) error {
 		}
 		fmt.Fprintf(env.stderr, "stored %s version %d\n", pos[0], ver)
 		record(audit.Record{Action: audit.ActionPut, Stored: pos[0], Version: ver})
-		return roll.run(ctx, env, s, pos[0])
+		return afterCopies(ctx, func(ctx context.Context) error { return roll.run(ctx, env, s, pos[0]) })
 	})
 }
 

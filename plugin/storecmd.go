@@ -165,11 +165,34 @@ func storeCommand(name string, nargs int, what string, extra func(fs *flag.FlagS
 			return err
 		}
 		defer s.Close()
-		if err := body(ctx, env, s, pos); err != nil {
+		var then func(context.Context) error
+		if err := body(context.WithValue(ctx, thenKey{}, &then), env, s, pos); err != nil {
 			return err
 		}
-		return sf.awaitCopies(ctx, env, s)
+		if err := sf.awaitCopies(ctx, env, s); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(ctx)
+		}
+		return nil
 	}
+}
+
+// thenKey carries, in a store command body's context, where the body leaves
+// work that must wait until every manager's copy holds its change.
+type thenKey struct{}
+
+// afterCopies runs fn once the change the body made is on every manager's
+// copy (put --rollout: a rollout started sooner could have the leader
+// serve its new tasks the old value). Outside a store command it runs fn
+// at once.
+func afterCopies(ctx context.Context, fn func(context.Context) error) error {
+	if p, ok := ctx.Value(thenKey{}).(*func(context.Context) error); ok {
+		*p = fn
+		return nil
+	}
+	return fn(ctx)
 }
 
 // awaitCopies waits, after a change, until every manager's copy of the

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/docker/docker/api/types/swarm"
+	"github.com/swarmkeep/swarmkeep/driver/store"
 	"github.com/swarmkeep/swarmkeep/swarm/rollout"
 )
 
@@ -205,5 +207,33 @@ func TestRolloutDryRunChangesNothing(t *testing.T) {
 	out = mustRun(t, env, "v", "put", "lonely", "--rollout")
 	if !strings.Contains(out, "lonely: no service uses it") {
 		t.Fatalf("put --rollout lonely: %q", out)
+	}
+}
+
+// put --rollout must roll only once the change is on every manager's copy:
+// the store command runs the body's follow-up after its wait, never inside
+// the body, and not at all when the body failed.
+func TestAfterCopiesRunsAfterTheBody(t *testing.T) {
+	env := storeEnv(t)
+	mustRun(t, env, "", "init")
+	var order []string
+	cmd := storeCommand("x", 0, "no arguments", nil, func(ctx context.Context, _ *cliEnv, _ *store.Store, _ []string) error {
+		err := afterCopies(ctx, func(context.Context) error { order = append(order, "then"); return nil })
+		order = append(order, "body returned")
+		return err
+	})
+	if err := cmd(&cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: envOf(env)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(order, ",") != "body returned,then" {
+		t.Fatalf("order %v: the follow-up ran inside the body", order)
+	}
+	order = nil
+	fail := storeCommand("x", 0, "no arguments", nil, func(ctx context.Context, _ *cliEnv, _ *store.Store, _ []string) error {
+		afterCopies(ctx, func(context.Context) error { order = append(order, "then"); return nil })
+		return errors.New("change failed")
+	})
+	if err := fail(&cliEnv{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: envOf(env)}, nil); err == nil || len(order) != 0 {
+		t.Fatalf("failed body: err %v, follow-up ran: %v", err, order)
 	}
 }
