@@ -58,7 +58,7 @@ func (c *agentRollout) bind(fs *flag.FlagSet, env *cliEnv) {
 	fs.DurationVar(&c.poll, "rollout-poll", 30*time.Second, "interval between looks at the store's versions")
 	fs.DurationVar(&c.debounce, "rollout-debounce", 2*time.Second, "quiet time after a put before rolling")
 	fs.DurationVar(&c.timeout, "rollout-timeout", 10*time.Minute, "bound on one service's rollout")
-	fs.DurationVar(&c.backoff, "rollout-backoff", time.Second, "first wait after Docker failed; doubles up to 30 times")
+	fs.DurationVar(&c.backoff, "rollout-backoff", time.Second, "first wait after Docker failed; doubles each time, up to 30 times this")
 	fs.DurationVar(&c.vaultPoll, "rollout-vault-poll", 30*time.Second, "interval between reads of the Vault metadata of the names opted-in services use (0: off)")
 	c.watchEvery = 250 * time.Millisecond
 }

@@ -127,6 +127,10 @@ func runRender(env *cliEnv, args []string) error {
 		if !composeKeyRE.MatchString(s.Key) {
 			return fmt.Errorf("secret key %q cannot be a file name; fix: rename the secret in the compose file", s.Key)
 		}
+		if s.Key == renderOverride || s.Key == renderManifest {
+			// Its value would be overwritten by render's own file of that name.
+			return fmt.Errorf("secret key %q is the name of a file render writes beside the values; fix: rename the secret in the compose file", s.Key)
+		}
 	}
 	pol, err := loadCheckPolicy(policyFile)
 	if err != nil {

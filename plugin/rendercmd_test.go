@@ -116,6 +116,23 @@ func TestRenderAllOrNothing(t *testing.T) {
 	}
 }
 
+// A secret named like render's own override file would be mounted with the
+// override's content: refused, nothing written.
+func TestRenderRefusesItsOwnFileNames(t *testing.T) {
+	anyFS(t)
+	env := storeEnv(t)
+	mustRun(t, env, "", "init")
+	mustRun(t, env, marker, "put", storedName(t, "demo", "demo_override.yml"))
+	dir := filepath.Join(t.TempDir(), "demo")
+	code, out := renderFile(t, env, "reserved.yml", dir)
+	if code != 1 || !strings.Contains(out, `secret key "override.yml" is the name of a file render writes`) {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Fatalf("%s was created: %v", dir, err)
+	}
+}
+
 // A re-render drops the value of a secret the file no longer has; clean
 // never removes a file render did not write.
 func TestRenderAgainAndForeignFiles(t *testing.T) {
