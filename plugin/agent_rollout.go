@@ -54,7 +54,7 @@ func (c *agentRollout) bind(fs *flag.FlagSet, env *cliEnv) {
 	fs.StringVar(&c.sf.backends, "rollout-backends", env.getenv(EnvCLIBackends), "backend instances")
 	fs.StringVar(&c.u.plugin, "rollout-plugin", "", "plugin name")
 	fs.StringVar(&c.u.dflt, "rollout-default-backend", "", "the plugin's DEFAULT_BACKEND")
-	fs.StringVar(&c.u.auditFile, "rollout-audit-file", dflt("SWARMKEEP_AUDIT_FILE", auditDefaultFile), "audit trail")
+	fs.StringVar(&c.u.auditFile, "rollout-audit-file", env.getenv(EnvCLIAuditFile), "audit trail")
 	fs.DurationVar(&c.poll, "rollout-poll", 30*time.Second, "interval between looks at the store's versions")
 	fs.DurationVar(&c.debounce, "rollout-debounce", 2*time.Second, "quiet time after a put before rolling")
 	fs.DurationVar(&c.timeout, "rollout-timeout", 10*time.Minute, "bound on one service's rollout")
@@ -75,6 +75,12 @@ func (c *agentRollout) loop() (agent.Loop, error) {
 
 func (c *agentRollout) run(ctx context.Context, env *agent.Env) error {
 	log := env.Log.WithField("loop", "rollout")
+	if c.u.auditFile == "" {
+		c.u.auditFile = operatorTrailDefault
+		if f, ok := installedTrail(ctx, env.Docker); ok {
+			c.u.auditFile = f
+		}
+	}
 	var sources rollout.Multi
 	s, err := c.sf.open(ctx)
 	switch {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -102,11 +101,7 @@ func (w *vaultWatch) views(ctx context.Context) ([]rollout.PluginView, error) {
 func (w *vaultWatch) build(ctx context.Context, name string, p *types.Plugin) *pluginWatch {
 	pw := &pluginWatch{view: rollout.PluginView{Plugins: []string{name}, Backends: map[string]rollout.RemoteBackend{}}}
 	log := w.log.WithField("plugin", name)
-	env := map[string]string{}
-	for _, kv := range p.Settings.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
+	env := pluginEnv(p)
 	// As the plugin reads them: an empty setting is its default.
 	get := func(k string) string {
 		if v := env[k]; v != "" {
@@ -197,21 +192,4 @@ func hostSettings(p *types.Plugin, s backend.Settings) (backend.Settings, error)
 		out[k] = host
 	}
 	return out, nil
-}
-
-// hostPath is the host path of inside, a path in the plugin, through the
-// mount with the longest destination that holds it.
-func hostPath(p *types.Plugin, inside string) (string, bool) {
-	best, found := -1, ""
-	for _, m := range p.Settings.Mounts {
-		if m.Source == nil || *m.Source == "" || m.Destination == "" {
-			continue
-		}
-		rel, err := filepath.Rel(m.Destination, inside)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || len(m.Destination) <= best {
-			continue
-		}
-		best, found = len(m.Destination), filepath.Join(*m.Source, rel)
-	}
-	return found, best >= 0
 }

@@ -33,18 +33,17 @@ var operatorTrailDefault = server.DefaultAuditFile
 // realUID is the real user ID; a variable for tests.
 var realUID = os.Getuid
 
-const auditFileUsage = `  --audit-file FILE  the audit trail this change is recorded in (env ` + EnvCLIAuditFile + `,
-                     default ` + server.DefaultAuditFile + `; off: none). Recorded only
+const auditFileUsage = `  --audit-file FILE  the audit trail this change is recorded in (env ` + EnvCLIAuditFile + `;
+                     default: the installed plugin's AUDIT_FILE on the host, through its state
+                     mount, else ` + server.DefaultAuditFile + `; off: none). Recorded only
                      where the trail's state folder exists, as on a host that runs the plugin
 `
 
 // auditFileFlag adds --audit-file to a changing command.
 func auditFileFlag(fs *flag.FlagSet, env *cliEnv) *string {
-	file := operatorTrailDefault
-	if v := env.getenv(EnvCLIAuditFile); v != "" {
-		file = v
-	}
-	return fs.String("audit-file", file, "audit trail")
+	// "" is resolved when a record is written (defaultTrail), so that
+	// --help and failed commands ask no engine.
+	return fs.String("audit-file", env.getenv(EnvCLIAuditFile), "audit trail")
 }
 
 // osUser names who runs the command: the sudo user when root runs it for
@@ -68,8 +67,11 @@ func osUser(env *cliEnv) (string, int) {
 // never the command's error (running it again would change the store
 // twice). backendName is the --backend instance, "" for the local store.
 func recordAction(env *cliEnv, file, backendName string, recs ...audit.Record) {
-	if file == "" || file == "off" || len(recs) == 0 {
+	if file == "off" || len(recs) == 0 {
 		return
+	}
+	if file == "" {
+		file = defaultTrail(context.Background(), env)
 	}
 	// The state folder (/var/lib/swarmkeep): where it does not exist, no
 	// plugin runs on this host and there is no trail to add to.

@@ -49,8 +49,9 @@ const usesFlagsUsage = `
   --default-backend NAME   the plugin's DEFAULT_BACKEND (default: the first of --backends);
                            the name is looked for in --backend, else in this one
   --audit-file FILE        the plugin's audit trail, read for served versions (FILE.1 too)
-                           and where a change is recorded (env SWARMKEEP_AUDIT_FILE,
-                           default ` + auditDefaultFile + `)
+                           and where a change is recorded (env SWARMKEEP_AUDIT_FILE; default:
+                           the installed plugin's AUDIT_FILE on the host, through its state
+                           mount, else ` + auditDefaultFile + `)
 `
 
 // bind binds the flags; commands call resolve once parsed.
@@ -70,10 +71,7 @@ func (u *usesFlags) resolve(env *cliEnv) {
 		u.auditFile = u.shared.Lookup("audit-file").Value.String()
 	}
 	if u.auditFile == "" {
-		u.auditFile = auditDefaultFile
-		if v := env.getenv("SWARMKEEP_AUDIT_FILE"); v != "" {
-			u.auditFile = v
-		}
+		u.auditFile = defaultTrail(context.Background(), env)
 	}
 }
 

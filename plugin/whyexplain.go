@@ -302,33 +302,6 @@ func isSwarmkeep(p *types.Plugin) bool {
 	return len(e) > 0 && filepath.Base(e[0]) == "swarmkeep"
 }
 
-// hostAuditFile maps the plugin's AUDIT_FILE to the host through the mount
-// that holds it; "" with AUDIT=off or when no mount holds it.
-func hostAuditFile(p *types.Plugin) string {
-	env := map[string]string{}
-	for _, kv := range p.Settings.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
-	}
-	if a := strings.ToLower(env["AUDIT"]); a == "off" || a == "false" {
-		return ""
-	}
-	inside := env["AUDIT_FILE"]
-	if inside == "" {
-		inside = auditDefaultFile
-	}
-	for _, m := range p.Settings.Mounts {
-		if m.Source == nil || m.Destination == "" {
-			continue
-		}
-		rel, err := filepath.Rel(m.Destination, inside)
-		if err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return filepath.Join(*m.Source, rel)
-		}
-	}
-	return ""
-}
-
 // answer returns the plugin's last answer for a task's secret from the
 // audit trail (and the rotated one before it).
 func (ex *explainer) answer(p *driverPlugin, taskID, secret string) (audit.Record, bool) {
