@@ -163,7 +163,7 @@ func installedPlugins(ctx context.Context, api pluginAPI) (all, ours []string, e
 	}
 	for _, p := range ps {
 		all = append(all, p.Name)
-		if p.Config.Interface.Socket == pluginSocket {
+		if isSwarmkeep(p) {
 			ours = append(ours, p.Name)
 		}
 	}

@@ -171,11 +171,7 @@ func findPlugin(ctx context.Context, api pluginAPI, name string) (pluginInfo, er
 		}
 		return info, fmt.Errorf("plugin %s is disabled; fix: docker plugin enable %s", p.Name, p.Name)
 	}
-	settings := map[string]string{}
-	for _, kv := range p.Settings.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		settings[k] = v
-	}
+	settings := pluginEnv(p)
 	info.Addr = settings[envMetricsAddr]
 	// Settings change only while the plugin is disabled.
 	reset := fmt.Sprintf("docker plugin disable %s && docker plugin set %s %s= && docker plugin enable %s", p.Name, p.Name, envMetricsSocket, p.Name)

@@ -33,6 +33,16 @@ func hostAuditFile(p *types.Plugin) string {
 	return host
 }
 
+// isSwarmkeep tells a swarmkeep plugin, under whatever name it is
+// installed, by the socket its config.json declares or its entrypoint.
+func isSwarmkeep(p *types.Plugin) bool {
+	if p.Config.Interface.Socket == pluginSocket {
+		return true
+	}
+	e := p.Config.Entrypoint
+	return len(e) > 0 && filepath.Base(e[0]) == "swarmkeep"
+}
+
 // pluginEnv is the plugin's settings as a map.
 func pluginEnv(p *types.Plugin) map[string]string {
 	env := map[string]string{}
@@ -84,7 +94,7 @@ func installedTrail(ctx context.Context, api pluginLister) (string, bool) {
 	}
 	var found string
 	for _, p := range ps {
-		if p.Config.Interface.Socket != pluginSocket {
+		if !isSwarmkeep(p) {
 			continue
 		}
 		if f := hostAuditFile(p); f != "" {

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/swarmkeep/swarmkeep/driver/audit"
@@ -295,11 +293,6 @@ var whyHealth = func(ctx context.Context, api pluginAPI, name string) (metrics.H
 	}
 	h, _, err := fetchHealth(ctx, info)
 	return h, err
-}
-
-func isSwarmkeep(p *types.Plugin) bool {
-	e := p.Config.Entrypoint
-	return len(e) > 0 && filepath.Base(e[0]) == "swarmkeep"
 }
 
 // answer returns the plugin's last answer for a task's secret from the
