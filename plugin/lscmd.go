@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -126,23 +127,79 @@ func listStore(ctx context.Context, env *cliEnv, s *store.Store, pos []string, p
 		}
 		return nil
 	}
-	if f.table() && !quiet {
-		fmt.Fprintln(tw, "NAME\tVERSIONS\tLATEST\tUPDATED\tSIZE")
-	}
+	var rows []lsEntry
 	// The store lists in name order.
-	return s.List(ctx, func(e store.Entry) error {
+	err := s.List(ctx, func(e store.Entry) error {
 		if len(e.Versions) == 0 || !prefixes.match(e.Name) {
 			return nil
 		}
 		last := e.Versions[len(e.Versions)-1]
+		row := lsEntry{Name: e.Name, Versions: len(e.Versions), Latest: last.Version, Updated: last.Created.UTC(), Size: last.Size}
 		switch {
 		case quiet:
 			_, err := fmt.Fprintln(bw, e.Name)
 			return err
 		case f.table():
-			_, err := fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\n", e.Name, len(e.Versions), last.Version, last.Created.UTC().Format(time.RFC3339), last.Size)
+			rows = append(rows, row)
+			return nil
+		}
+		return f.item(bw, row)
+	})
+	if err != nil || quiet || !f.table() {
+		return err
+	}
+	return writeLsTable(bw, rows)
+}
+
+// writeLsTable writes the name listing as tabwriter would (columns two
+// spaces apart, the last one unpadded) in one pass over preformatted
+// cells: tabwriter's per-cell work was a tenth of a 100,000-name ls.
+func writeLsTable(w *bufio.Writer, rows []lsEntry) error {
+	head := [5]string{"NAME", "VERSIONS", "LATEST", "UPDATED", "SIZE"}
+	var width [4]int
+	for i := range width {
+		width[i] = len(head[i])
+	}
+	digits := func(n uint64) int { return len(strconv.FormatUint(n, 10)) }
+	for _, r := range rows {
+		width[0] = max(width[0], len(r.Name))
+		width[1] = max(width[1], digits(uint64(r.Versions)))
+		width[2] = max(width[2], digits(r.Latest))
+		width[3] = max(width[3], len(time.RFC3339)-5) // 2006-01-02T15:04:05Z in UTC
+	}
+	line := make([]byte, 0, 128)
+	pad := func(cell []byte, start, w int) []byte {
+		for n := len(cell) - start; n < w+2; n++ {
+			cell = append(cell, ' ')
+		}
+		return cell
+	}
+	line = append(line, head[0]...)
+	for i := 1; i < 5; i++ {
+		line = pad(line, len(line)-len(head[i-1]), width[i-1])
+		line = append(line, head[i]...)
+	}
+	line = append(line, '\n')
+	if _, err := w.Write(line); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		line = append(line[:0], r.Name...)
+		line = pad(line, 0, width[0])
+		s := len(line)
+		line = strconv.AppendInt(line, int64(r.Versions), 10)
+		line = pad(line, s, width[1])
+		s = len(line)
+		line = strconv.AppendUint(line, r.Latest, 10)
+		line = pad(line, s, width[2])
+		s = len(line)
+		line = r.Updated.AppendFormat(line, time.RFC3339)
+		line = pad(line, s, width[3])
+		line = strconv.AppendInt(line, int64(r.Size), 10)
+		line = append(line, '\n')
+		if _, err := w.Write(line); err != nil {
 			return err
 		}
-		return f.item(bw, lsEntry{Name: e.Name, Versions: len(e.Versions), Latest: last.Version, Updated: last.Created.UTC(), Size: last.Size})
-	})
+	}
+	return nil
 }
