@@ -82,7 +82,9 @@ func (b *replicaBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secr
 	if !stale {
 		return sec, nil
 	}
-	if b.maxStale > 0 && age > b.maxStale {
+	// max_stale=0 refuses every stale copy, whatever its age (which a
+	// coarse clock may give as 0).
+	if b.maxStale == 0 || age > b.maxStale {
 		clear(sec.Value)
 		// Worded as the cache's too-old error, so the log and the
 		// operator see one story whatever keeps the copies.

@@ -1,0 +1,62 @@
+package etcdstore
+
+import (
+	"testing"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver/backend"
+	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
+)
+
+// TestReplicaMaxStaleZero: max_stale=0 means no stale answers, as it does
+// for the cache, while a plugin without the setting answers from its copy
+// up to the default. Before, 0 served a stale copy of any age.
+func TestReplicaMaxStaleZero(t *testing.T) {
+	fastReplica(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	cfg := testConfig(t, c)
+	initStore(t, cfg)
+	w, wm := writer(t, cfg)
+	mustPut(t, w, "app/db", "v1")
+	setZero, setDefault := pluginSettings(t, cfg, "zero"), pluginSettings(t, cfg, "default")
+	setZero[SettingMaxStale] = "0"
+	zero, dflt := openBackendT(t, setZero), openBackendT(t, setDefault)
+	if _, lag, err := wm.WaitApplied(testCtx(t, 5*time.Second)); err != nil || len(lag) > 0 {
+		t.Fatal(lag, err)
+	}
+	for _, p := range []backend.Backend{zero, dflt} {
+		if v, err := getValue(t, p, "app/db"); err != nil || v != "v1" {
+			t.Fatalf("etcd up: %q, %v", v, err)
+		}
+	}
+	if err := c.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	waitStale(t, zero)
+	waitStale(t, dflt)
+	sec, err := zero.Get(testCtx(t, time.Second), backend.Ref{Name: "app/db"})
+	if len(sec.Value) != 0 {
+		t.Fatalf("max_stale=0 answered a stale copy (stale %v, age %s)", sec.Stale, sec.Age)
+	}
+	wantErr(t, err, backend.ErrUnavailable)
+	sec, err = dflt.Get(testCtx(t, time.Second), backend.Ref{Name: "app/db"})
+	if err != nil || string(sec.Value) != "v1" || !sec.Stale {
+		t.Fatalf("default max_stale: %q stale %v, %v", sec.Value, sec.Stale, err)
+	}
+}
+
+// TestDefaultsPassMaxStaleZero: the plugin's max_stale reaches the
+// replica even when it is 0; the operator commands, which set none, leave
+// the default.
+func TestDefaultsPassMaxStaleZero(t *testing.T) {
+	s := backend.Settings{SettingEndpoints: "http://127.0.0.1:2379"}
+	defaults(s, backend.Defaults{KeyFile: "/k", MaxStale: 0, MaxStaleSet: true})
+	if c, err := ParseSettings(s); err != nil || s[SettingMaxStale] != "0s" || c.MaxStale != 0 {
+		t.Fatalf("plugin max_stale=0: setting %q, parsed %v, %v", s[SettingMaxStale], c.MaxStale, err)
+	}
+	s = backend.Settings{SettingEndpoints: "http://127.0.0.1:2379"}
+	defaults(s, backend.Defaults{KeyFile: "/k"})
+	if c, err := ParseSettings(s); err != nil || c.MaxStale != DefaultMaxStale {
+		t.Fatalf("no max_stale: parsed %v, %v; want %v", c.MaxStale, err, DefaultMaxStale)
+	}
+}
