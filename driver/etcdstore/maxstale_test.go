@@ -1,6 +1,8 @@
 package etcdstore
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -58,5 +60,32 @@ func TestDefaultsPassMaxStaleZero(t *testing.T) {
 	defaults(s, backend.Defaults{KeyFile: "/k"})
 	if c, err := ParseSettings(s); err != nil || c.MaxStale != DefaultMaxStale {
 		t.Fatalf("no max_stale: parsed %v, %v; want %v", c.MaxStale, err, DefaultMaxStale)
+	}
+}
+
+// fixedBackend answers every name with one value.
+type fixedBackend struct{}
+
+func (fixedBackend) Get(context.Context, backend.Ref) (backend.Secret, error) {
+	return backend.Secret{Value: []byte("value"), Version: 1}, nil
+}
+func (fixedBackend) Close() error { return nil }
+
+// TestReplicaTooOldWrapsCause: the refusal of a too-old copy wraps etcd's
+// error, so errors.Is tells a refused login from a lost connection.
+func TestReplicaTooOldWrapsCause(t *testing.T) {
+	cause := errors.New("etcdserver: authentication failed")
+	t0 := time.Unix(1_700_000_000, 0)
+	r := &Replica{now: func() time.Time { return t0.Add(2 * time.Minute) }, loadedAt: t0, lastErr: cause}
+	for _, maxStale := range []time.Duration{0, time.Minute} {
+		b := &replicaBackend{Backend: fixedBackend{}, r: r, maxStale: maxStale}
+		sec, err := b.Get(context.Background(), backend.Ref{Name: "k"})
+		if len(sec.Value) != 0 || !errors.Is(err, backend.ErrUnavailable) || !errors.Is(err, cause) {
+			t.Fatalf("max stale %s: %q, %v; want unavailable wrapping the cause", maxStale, sec.Value, err)
+		}
+	}
+	b := &replicaBackend{Backend: fixedBackend{}, r: r, maxStale: time.Hour}
+	if sec, err := b.Get(context.Background(), backend.Ref{Name: "k"}); err != nil || !sec.Stale || sec.Age != 2*time.Minute {
+		t.Fatalf("within max stale: stale %v age %s, %v", sec.Stale, sec.Age, err)
 	}
 }

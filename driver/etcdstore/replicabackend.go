@@ -88,8 +88,14 @@ func (b *replicaBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secr
 		clear(sec.Value)
 		// Worded as the cache's too-old error, so the log and the
 		// operator see one story whatever keeps the copies.
-		return backend.Secret{}, fmt.Errorf("%w and the last-known-good copy (the local replica) is %s old (max stale %s): %v",
-			backend.ErrUnavailable, age.Round(time.Second), b.maxStale, why)
+		err := fmt.Errorf("%w and the last-known-good copy (the local replica) is %s old (max stale %s)",
+			backend.ErrUnavailable, age.Round(time.Second), b.maxStale)
+		if why != nil {
+			// %w, so a caller can tell an outage from a refusal
+			// (errors.Is on the etcd error) as with any other read.
+			err = fmt.Errorf("%w: %w", err, why)
+		}
+		return backend.Secret{}, err
 	}
 	sec.Stale, sec.Age = true, age
 	return sec, nil
