@@ -89,3 +89,34 @@ func TestReplicaTooOldWrapsCause(t *testing.T) {
 		t.Fatalf("within max stale: stale %v age %s, %v", sec.Stale, sec.Age, err)
 	}
 }
+
+// TestReplicaBackendDigest: the etcd backend says what it serves, so
+// /health lists it and swarmkeep status compares managers on etcd; the
+// digest is the store's, read from the copy.
+func TestReplicaBackendDigest(t *testing.T) {
+	c := sharedCluster(t)
+	cfg := testConfig(t, c)
+	initStore(t, cfg)
+	w, wm := writer(t, cfg)
+	mustPut(t, w, "a", "1")
+	mustPut(t, w, "b", "2")
+	b := openBackendT(t, pluginSettings(t, cfg, "digest"))
+	if _, lag, err := wm.WaitApplied(testCtx(t, 5*time.Second)); err != nil || len(lag) > 0 {
+		t.Fatal(lag, err)
+	}
+	d, ok := b.(backend.Digester)
+	if !ok {
+		t.Fatalf("the etcd backend (%T) is not a backend.Digester", b)
+	}
+	got, err := d.Digest(testCtx(t, 5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := w.Digest(testCtx(t, 5*time.Second))
+	if err != nil || got != want || got.Names != 2 {
+		t.Fatalf("digest %+v, want the writer's %+v (%v)", got, want, err)
+	}
+	if n, err := b.(backend.Counter).Count(testCtx(t, 5*time.Second)); err != nil || n != 2 {
+		t.Fatalf("count %d, %v", n, err)
+	}
+}

@@ -101,6 +101,23 @@ func (b *replicaBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secr
 	return sec, nil
 }
 
+// The store's optional interfaces are not promoted through the embedded
+// backend.Backend, so each one the plugin looks for is forwarded here.
+// backend.MemoryGetter is not: the driver hands a memory answer on as it
+// is, so one from the copy would skip the stale mark and max_stale above;
+// and the store answers from memory only on a medium that reports its
+// changes ([store.Watcher]), which the replica is not.
+var (
+	_ backend.Counter  = (*replicaBackend)(nil)
+	_ backend.Digester = (*replicaBackend)(nil)
+)
+
+// Digest is backend.Digester, from the copy, so /health and swarmkeep
+// status compare what each manager's replica serves.
+func (b *replicaBackend) Digest(ctx context.Context) (backend.StoreDigest, error) {
+	return b.Backend.(backend.Digester).Digest(ctx)
+}
+
 // Count is backend.Counter, from the copy.
 func (b *replicaBackend) Count(ctx context.Context) (int, error) {
 	return b.Backend.(backend.Counter).Count(ctx)
