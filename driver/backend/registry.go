@@ -52,8 +52,11 @@ type Defaults struct {
 	// operator commands, which read the backend directly).
 	ReplicaDir string
 	// MaxStale is the instance's max_stale: how old a copy a Replica type
-	// may answer while its backend is unreachable.
-	MaxStale time.Duration
+	// may answer while its backend is unreachable; 0 means none. It
+	// applies only when MaxStaleSet (the plugin sets it; the operator
+	// commands leave the type's default).
+	MaxStale    time.Duration
+	MaxStaleSet bool
 }
 
 // Type is one registered backend type.

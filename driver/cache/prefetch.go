@@ -36,8 +36,11 @@ type prefetcher struct {
 	stop chan struct{}
 	done chan struct{}
 
-	mu    sync.Mutex // serialises rounds; guards saved
+	mu    sync.Mutex // serialises rounds; guards saved and swept
 	saved map[string]savedDoc
+	// swept: the copies an earlier run saved, which saved does not
+	// know, were checked against a listing (see sweepDocs).
+	swept bool
 }
 
 type savedDoc struct {
@@ -46,10 +49,20 @@ type savedDoc struct {
 }
 
 // docKey is the LKG key of the document at addr; its own domain keeps it
-// apart from every request key.
+// apart from every request key, and its prefix lets an LKG list the
+// document copies apart from the copies of answers ([docLister]).
 func docKey(addr string) string {
 	sum := sha256.Sum256([]byte("swarmkeep prefetch v1\x00" + addr))
-	return hex.EncodeToString(sum[:])
+	return docKeyPrefix + hex.EncodeToString(sum[:])
+}
+
+// docKeyPrefix starts every document copy's key.
+const docKeyPrefix = "prefetch/"
+
+// docLister is implemented by an LKG that can list the keys of the
+// document copies it holds, including those an earlier run saved.
+type docLister interface {
+	docKeys(ctx context.Context) ([]string, error)
 }
 
 func (c *Cache) startPrefetch() {
@@ -115,7 +128,8 @@ func (c *Cache) prefetchLoop() {
 
 // Prefetch lists the backend and saves every document it holds as a
 // last-known-good copy, skipping those unchanged since a save less than
-// MaxStale/2 ago, and removes the copies of documents no longer listed. It
+// MaxStale/2 ago, and removes the copies of documents no longer listed
+// (at the first round also those an earlier run saved, see sweepDocs). It
 // returns how many it saved and listed; an error says what failed (the
 // backend not open yet, the list refused, a read), and does not stop the
 // other documents.
@@ -181,6 +195,15 @@ func (c *Cache) Prefetch(ctx context.Context) (saved, listed int, err error) {
 		c.n.prefetched.Add(1)
 		saved++
 	}
+	if !c.pf.swept {
+		if err := c.sweepDocs(ctx, seen); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+		} else {
+			c.pf.swept = true
+		}
+	}
 	if fg, ok := c.lkg.(Forgetter); ok {
 		for addr := range c.pf.saved {
 			if seen[addr] {
@@ -194,6 +217,43 @@ func (c *Cache) Prefetch(ctx context.Context) (saved, listed int, err error) {
 		}
 	}
 	return saved, listed, firstErr
+}
+
+// sweepDocs forgets every document copy in the LKG whose address this
+// round did not list (or found deleted), also those an earlier run saved:
+// saved starts empty at each start, so without this a document deleted
+// while the plugin was down kept its copy, and an outage served it, a
+// revoked credential, up to MaxStale. It runs until one sweep succeeds.
+func (c *Cache) sweepDocs(ctx context.Context, seen map[string]bool) error {
+	dl, ok := c.lkg.(docLister)
+	fg, ok2 := c.lkg.(Forgetter)
+	if !ok || !ok2 {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, prefetchListTimeout)
+	keys, err := dl.docKeys(lctx)
+	cancel()
+	keep := make(map[string]bool, len(seen))
+	for addr, ok := range seen {
+		if ok {
+			keep[docKey(addr)] = true
+		}
+	}
+	for _, k := range keys {
+		if keep[k] {
+			continue
+		}
+		fctx, cancel := c.lkgContext()
+		ferr := fg.Forget(fctx, k)
+		cancel()
+		if ferr != nil && err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("prefetch: forget the copies of documents no longer listed: %w", err)
+	}
+	return nil
 }
 
 // prefetchedCopy answers ref from the prefetched copy of its document, with

@@ -91,3 +91,38 @@ func TestPrefetch(t *testing.T) {
 		t.Fatalf("refused list: %v", err)
 	}
 }
+
+// TestPrefetchForgetsCopiesOfAnEarlierRun: a document saved before a
+// restart and deleted while the plugin was down loses its copy at the
+// first round after the restart, so an outage does not serve it (a
+// revoked credential); before, only copies saved by the same run were
+// forgotten, and the old one was served up to MaxStale.
+func TestPrefetchForgetsCopiesOfAnEarlierRun(t *testing.T) {
+	clk := newClock()
+	lkg := mustLKG(t)
+	pf := &fakePrefetcher{docs: map[string]string{"db": "password=p1", "api": "token=t1"}}
+	o := testOptions(clk)
+	o.LKG = lkg
+	o.Prefetcher = func() (backend.Prefetcher, bool) { return pf, true }
+	ctx := context.Background()
+	first := newCache(t, newFake(), o)
+	if saved, _, err := first.Prefetch(ctx); err != nil || saved != 2 {
+		t.Fatalf("first run: %d saved, %v", saved, err)
+	}
+	first.Close()
+
+	pf.mu.Lock()
+	delete(pf.docs, "api")
+	pf.mu.Unlock()
+	f := newFake()
+	again := newCache(t, f, o)
+	if _, listed, err := again.Prefetch(ctx); err != nil || listed != 1 {
+		t.Fatalf("after the restart: %d listed, %v", listed, err)
+	}
+	f.down.Store(true)
+	wantValue(t, get(t, again, backend.Ref{Name: "db", Field: "password", Reuse: true}), "p1", true)
+	getErr(t, again, backend.Ref{Name: "api", Field: "token", Reuse: true}, backend.ErrUnavailable)
+	if n := again.Stats().PrefetchStale; n != 1 {
+		t.Fatalf("%d answers from prefetched copies, want 1 (db only)", n)
+	}
+}

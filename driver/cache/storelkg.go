@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
@@ -14,7 +15,7 @@ import (
 )
 
 // storeLKG keeps copies in an encrypted store: each copy is one record,
-// named after a hash of the cache key, holding an envelope with the
+// named after a hash of the cache key (see lkgName), holding an envelope with the
 // answer's metadata and the time it was saved.
 type storeLKG struct {
 	s *store.Store
@@ -59,9 +60,36 @@ func OpenLKGStore(ctx context.Context, dir string, k store.KeySource) (*store.St
 }
 
 // lkgName maps a cache key to a valid store name, whatever the key holds.
+// A document's copy (see [docKey]) keeps its key, already a hash, under a
+// folder of its own, so [storeLKG.docKeys] can list them.
 func lkgName(key string) string {
+	if h, ok := strings.CutPrefix(key, docKeyPrefix); ok {
+		return docNamePrefix + h
+	}
 	sum := sha256.Sum256([]byte(key))
 	return "lkg/" + hex.EncodeToString(sum[:])
+}
+
+// docNamePrefix names the store records of document copies.
+const docNamePrefix = "doc/"
+
+var _ docLister = (*storeLKG)(nil)
+
+// docKeys lists the keys of the document copies in the store, also those
+// saved by an earlier run. Records that cannot be read are left out and
+// reported in the error.
+func (l *storeLKG) docKeys(ctx context.Context) ([]string, error) {
+	var keys []string
+	err := l.s.List(ctx, func(e store.Entry) error {
+		if h, ok := strings.CutPrefix(e.Name, docNamePrefix); ok {
+			keys = append(keys, docKeyPrefix+h)
+		}
+		return nil
+	})
+	if err != nil {
+		return keys, fmt.Errorf("list the prefetched copies: %w", err)
+	}
+	return keys, nil
 }
 
 // Envelope layout, big-endian, then the value:

@@ -44,6 +44,9 @@ var knownSettings = []string{
 const (
 	DefaultPrefix      = "/swarmkeep/"
 	DefaultDialTimeout = 3 * time.Second
+	// DefaultMaxStale is max_stale when the settings do not give it, the
+	// same as the cache's, so a copy is bounded whoever keeps it.
+	DefaultMaxStale = time.Hour
 )
 
 // Config is a parsed, validated set of etcd backend settings. Files are
@@ -69,7 +72,8 @@ type Config struct {
 	// ReplicaDir keeps the plugin's copy on disk (empty: in memory);
 	// ReplicaID names it under <prefix>.plugins/ (default: the host name
 	// and a random suffix); MaxStale bounds the age of a copy answered
-	// while etcd is unreachable (0: any age).
+	// while etcd is unreachable (default [DefaultMaxStale]; 0: no stale
+	// answers, as max_stale=0 turns the cache's copies off).
 	ReplicaDir, ReplicaID string
 	MaxStale              time.Duration
 
@@ -104,6 +108,7 @@ func ParseSettings(s backend.Settings) (Config, error) {
 		PassphraseFile: s[SettingPassphraseFile],
 		ReplicaDir:     s[SettingReplicaDir],
 		ReplicaID:      s[SettingReplicaID],
+		MaxStale:       DefaultMaxStale,
 	}
 	if v, ok := s[SettingMaxStale]; ok {
 		d, err := time.ParseDuration(v)
@@ -205,7 +210,9 @@ func defaults(s backend.Settings, d backend.Defaults) {
 	if s[SettingReplicaDir] == "" && d.ReplicaDir != "" {
 		s[SettingReplicaDir] = d.ReplicaDir
 	}
-	if _, ok := s[SettingMaxStale]; !ok && d.MaxStale > 0 {
+	// Passed on even when 0: max_stale=0 means no stale answers, and
+	// dropping it would leave the replica at its default.
+	if _, ok := s[SettingMaxStale]; !ok && d.MaxStaleSet {
 		s[SettingMaxStale] = d.MaxStale.String()
 	}
 }

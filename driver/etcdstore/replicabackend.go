@@ -82,15 +82,40 @@ func (b *replicaBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secr
 	if !stale {
 		return sec, nil
 	}
-	if b.maxStale > 0 && age > b.maxStale {
+	// max_stale=0 refuses every stale copy, whatever its age (which a
+	// coarse clock may give as 0).
+	if b.maxStale == 0 || age > b.maxStale {
 		clear(sec.Value)
 		// Worded as the cache's too-old error, so the log and the
 		// operator see one story whatever keeps the copies.
-		return backend.Secret{}, fmt.Errorf("%w and the last-known-good copy (the local replica) is %s old (max stale %s): %v",
-			backend.ErrUnavailable, age.Round(time.Second), b.maxStale, why)
+		err := fmt.Errorf("%w and the last-known-good copy (the local replica) is %s old (max stale %s)",
+			backend.ErrUnavailable, age.Round(time.Second), b.maxStale)
+		if why != nil {
+			// %w, so a caller can tell an outage from a refusal
+			// (errors.Is on the etcd error) as with any other read.
+			err = fmt.Errorf("%w: %w", err, why)
+		}
+		return backend.Secret{}, err
 	}
 	sec.Stale, sec.Age = true, age
 	return sec, nil
+}
+
+// The store's optional interfaces are not promoted through the embedded
+// backend.Backend, so each one the plugin looks for is forwarded here.
+// backend.MemoryGetter is not: the driver hands a memory answer on as it
+// is, so one from the copy would skip the stale mark and max_stale above;
+// and the store answers from memory only on a medium that reports its
+// changes ([store.Watcher]), which the replica is not.
+var (
+	_ backend.Counter  = (*replicaBackend)(nil)
+	_ backend.Digester = (*replicaBackend)(nil)
+)
+
+// Digest is backend.Digester, from the copy, so /health and swarmkeep
+// status compare what each manager's replica serves.
+func (b *replicaBackend) Digest(ctx context.Context) (backend.StoreDigest, error) {
+	return b.Backend.(backend.Digester).Digest(ctx)
 }
 
 // Count is backend.Counter, from the copy.

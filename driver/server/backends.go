@@ -130,7 +130,7 @@ func parseBackend(entry string, dflt backend.Defaults, o BackendOptions) (Backen
 		if d.ReplicaDir != "" {
 			d.ReplicaDir = filepath.Join(d.ReplicaDir, name)
 		}
-		d.MaxStale = b.Cache.MaxStale
+		d.MaxStale, d.MaxStaleSet = b.Cache.MaxStale, true
 		t.Defaults(s, d)
 	}
 	for _, k := range sortedKeys(s) {

@@ -107,3 +107,23 @@ func TestCacheTTLAndPrefetch(t *testing.T) {
 		}
 	}
 }
+
+// TestBackendsMaxStaleZero: max_stale=0 reaches an etcd replica as 0, no
+// stale answers, as it turns off a cache's copies; it used to be dropped,
+// which left the replica serving a copy of any age. Without the setting
+// the replica gets the cache's default.
+func TestBackendsMaxStaleZero(t *testing.T) {
+	c, err := Load(envOf(map[string]string{
+		EnvBackends: `zero:etcd?endpoints=https://127.0.0.1:2379&max_stale=0
+		  ; dflt:etcd?endpoints=https://127.0.0.1:2379`,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"0s", "1h0m0s"} {
+		b := c.Backends[i]
+		if got, ok := b.Settings["max_stale"]; !ok || got != want {
+			t.Fatalf("%s: max_stale %q (set %v), want %q", b.Name, got, ok, want)
+		}
+	}
+}

@@ -109,3 +109,47 @@ func TestPrefetchServesEveryName(t *testing.T) {
 		t.Fatalf("unknown name answered: %q", r.Value)
 	}
 }
+
+// TestPrefetchForgetsDeletedAfterRestart: a Vault secret prefetched before
+// a restart and deleted while the plugin was down is not served during a
+// later outage once a round has run: a revoked credential stays revoked.
+// Before, the new run forgot only the copies it had saved itself.
+func TestPrefetchForgetsDeletedAfterRestart(t *testing.T) {
+	v := vaulttest.New(t)
+	v.PutKV2("", "secret", "db", map[string]any{"password": "pw-1"})
+	v.PutKV2("", "secret", "revoked", map[string]any{"token": "tk-1"})
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte(v.CreateToken(vaulttest.TokenOptions{Paths: []string{"secret/data/*", "secret/metadata/*"}})+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	round := func(s *Server) int {
+		t.Helper()
+		c, ok := s.Cache("vault")
+		if !ok {
+			t.Fatal("no cache in front of vault")
+		}
+		s.Warm(nil)
+		var listed int
+		var err error
+		waitUntil(t, func() bool { _, listed, err = c.Prefetch(ctx); return err == nil })
+		return listed
+	}
+	first := vaultServer(t, v, filepath.Join(dir, "p"), tok)
+	if n := round(first); n != 2 {
+		t.Fatalf("first run listed %d", n)
+	}
+	first.Close()
+	v.DeleteKV2("", "secret", "revoked")
+	again := vaultServer(t, v, filepath.Join(dir, "p"), tok)
+	round(again)
+	v.SetSealed(true)
+	if r := askField(t, again.Handler(), "revoked", "token"); len(r.Value) != 0 || r.Err == "" {
+		t.Fatalf("a secret deleted in Vault was served during the outage: %d bytes, %q", len(r.Value), r.Err)
+	}
+	if r := askField(t, again.Handler(), "db", "password"); string(r.Value) != "pw-1" {
+		t.Fatalf("db during the outage: %q %q", r.Value, r.Err)
+	}
+}

@@ -29,7 +29,11 @@ type Entry struct {
 // the hot path (Swarm calls it for every task): with the record cached it
 // costs one AEAD open and, on a medium that reports changes (see
 // [Watcher]), a look at its change counter (DirMedium: one load from
-// shared memory while nothing changed), else one Stat. A value written by another process is seen at once either way.
+// shared memory while nothing changed), else one Stat. A value written by
+// another swarmkeep process is seen by the next Get either way; a file
+// changed by other hands, which moves no change counter, is seen with Stat
+// at once and with a watch only once the runtime's poller wakes up (see
+// FORMAT.md, "Change counter").
 //
 // Errors name the record and wrap backend.ErrNotFound, ErrInvalidRef,
 // ErrCorrupt or ErrUnavailable.
