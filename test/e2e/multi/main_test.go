@@ -33,6 +33,8 @@ import (
 
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+
+	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
 )
 
 const (
@@ -58,7 +60,16 @@ type cluster struct {
 	root, tmp, bin string
 	engines        []*engine
 	ci             bool
+	// etcd is one etcd on 127.0.0.1 that every plugin reads as the second
+	// backend instance etcdName (etcdSpec, BACKENDS syntax).
+	etcd     *etcdtest.Cluster
+	etcdSpec string
 }
+
+// etcdName is the plugins' etcd instance: secrets labelled
+// swarmkeep.backend=kv read it; the rest read the default (local:file, the
+// folder each agent mirrors the replicated store into).
+const etcdName = "kv"
 
 var C *cluster
 
@@ -159,6 +170,13 @@ func (c *cluster) setup(ctx context.Context) error {
 	wg.Go(func() {
 		_, buildErr = run(ctx, nil, nil, filepath.Join(c.root, "scripts", "build-rootfs.sh"), bundle)
 	})
+	// etcd on 127.0.0.1: the plugins run on the host network.
+	var etcdErr error
+	wg.Go(func() {
+		if c.etcd, etcdErr = etcdtest.New(etcdtest.Options{}); etcdErr == nil {
+			c.etcdSpec = etcdName + ":etcd?endpoints=" + strings.Join(c.etcd.Endpoints(), ",") + "&prefix=/skm/"
+		}
+	})
 	// Manager 1 inits the swarm; its ingress network goes at once, before
 	// anyone joins (two engines would race to create its vxlan interface).
 	e1 := c.engines[0]
@@ -187,7 +205,7 @@ func (c *cluster) setup(ctx context.Context) error {
 	}
 	jg.Wait()
 	wg.Wait()
-	for _, err := range append(errs, buildErr) {
+	for _, err := range append(errs, buildErr, etcdErr) {
 		if err != nil {
 			return err
 		}
@@ -232,6 +250,12 @@ func (c *cluster) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	// The etcd store, once, with the same key (init keeps an existing key
+	// file). The plugins were enabled before it existed, as on a swarm
+	// where etcd is added later.
+	if _, err := c.etcdCLI(ctx, e1, nil, "init"); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -270,7 +294,8 @@ func (e *engine) start(ctx context.Context, root, join string) error {
 func (e *engine) install(ctx context.Context, c *cluster, bundle string) error {
 	steps := [][]string{
 		{"plugin", "create", plugin, bundle},
-		{"plugin", "set", plugin, "state.source=" + e.state, "config.source=" + e.config},
+		{"plugin", "set", plugin, "state.source=" + e.state, "config.source=" + e.config,
+			"BACKENDS=local:file " + c.etcdSpec},
 		{"plugin", "enable", "--timeout", "30", plugin},
 	}
 	for _, s := range steps {
@@ -294,6 +319,9 @@ func (e *engine) install(ctx context.Context, c *cluster, bundle string) error {
 // quorum), then dockerd.sh stop cleans up after each.
 func (c *cluster) teardown() {
 	var wg sync.WaitGroup
+	if c.etcd != nil {
+		wg.Go(c.etcd.Close)
+	}
 	for _, e := range c.engines {
 		e.stopAgent()
 		if e.cli != nil {
