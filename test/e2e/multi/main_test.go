@@ -7,7 +7,10 @@
 // line of scripts/swarmkeep-agent.service. It tests the replicated ("swarm")
 // store: the medium's conformance against the real engines, put from any
 // manager, coherence, an agent down during a put, rekey, rm, status, and a
-// kill -9 of the leader.
+// kill -9 of the leader. Every plugin also reads one etcd (on 127.0.0.1,
+// /usr/bin/etcd) as a second instance: a put is served at once by new
+// tasks, and the kill -9 happens with etcd stopped, so the new leader
+// serves from its local replica.
 //
 //	go test -tags e2e -race -count=1 -v ./test/e2e/multi/
 //
