@@ -272,7 +272,7 @@ func healthProblem(h metrics.Health) error {
 			bad = append(bad, name+" ("+strings.Join(strings.Fields(b.Error), " ")+")")
 		}
 	}
-	return fmt.Errorf("degraded: backend not ready: %s; fix: check the backend and the plugin's lines in the dockerd log; the plugin retries on the next request", strings.Join(bad, ", "))
+	return fmt.Errorf("degraded: backend not ready: %s; fix: check the backend and the plugin's lines in the dockerd log; the plugin keeps retrying in the background", strings.Join(bad, ", "))
 }
 
 func printStatus(w io.Writer, r statusReport) {

@@ -15,6 +15,8 @@ const (
 	// retryAfter is how long a failed open is remembered: requests in that
 	// window get the same error at once instead of hammering the backend.
 	retryAfter = 2 * time.Second
+	// maxWarmRetry bounds the pause between background opens (Warm).
+	maxWarmRetry = 30 * time.Second
 )
 
 // Lazy opens its backend on first use and again after a failure, so a
@@ -70,14 +72,32 @@ func (l *Lazy) get(ctx context.Context) (Backend, error) {
 	return nil, l.lastErr
 }
 
-// Warm starts opening the backend without waiting, so the first request
-// does not pay for it, and reports the outcome.
-func (l *Lazy) Warm(report func(error)) {
+// Warm opens the backend in the background, without waiting, so the first
+// request does not pay for it, and reports each attempt's outcome. A failed
+// open is tried again, after retryAfter and then twice as long each time up
+// to maxWarmRetry, until it succeeds or stop is closed: a backend that keeps
+// state of its own once open (etcd's local replica of the whole store) must
+// be open on every manager, also on a follower that no request reaches, or
+// it has nothing to answer from when it leads through an outage. A store
+// initialised after the plugin started is picked up that way too.
+func (l *Lazy) Warm(stop <-chan struct{}, report func(error)) {
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
-		defer cancel()
-		_, err := l.get(ctx)
-		report(err)
+		wait := retryAfter
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+			_, err := l.get(ctx)
+			cancel()
+			report(err)
+			if err == nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, maxWarmRetry)
+		}
 	}()
 }
 

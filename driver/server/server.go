@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -58,6 +59,9 @@ type Server struct {
 	metrics   *metrics.Metrics
 	policy    *policy.Watcher
 	stopAudit func() error
+	// stopWarm ends the background opens (Warm) at Close.
+	stopWarm  chan struct{}
+	closeWarm sync.Once
 }
 
 // New assembles the server from a validated configuration. Backends are
@@ -73,7 +77,8 @@ func New(cfg Config, o Options) (_ *Server, err error) {
 		o.Stderr = io.Discard
 	}
 	s := &Server{cfg: cfg, log: o.Log, version: o.Version, hash: ConfigHash(cfg),
-		lazies: map[string]*backend.Lazy{}, caches: map[string]*cache.Cache{}, stopAudit: func() error { return nil }}
+		lazies: map[string]*backend.Lazy{}, caches: map[string]*cache.Cache{}, stopAudit: func() error { return nil },
+		stopWarm: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -219,20 +224,30 @@ func (s *Server) countNames(name string) (int, bool) {
 
 // Warm starts opening every backend in the background, logs each outcome
 // and shows it in /health, so the first request does not pay for the open
-// and a backend that cannot open is named at start. report, when set, is
-// called with each outcome too.
+// and a backend that cannot open is named at start. One that cannot is
+// tried again in the background until it opens or the server closes (see
+// backend.Lazy.Warm): a follower's plugin gets no requests, yet its etcd
+// replica must be current when it leads. report, when set, is called with
+// each outcome too.
 func (s *Server) Warm(report func(name string, err error)) {
 	for name, l := range s.lazies {
-		l.Warm(func(err error) {
+		var last string
+		l.Warm(s.stopWarm, func(err error) {
 			if report != nil {
 				report(name, err)
 			}
 			s.metrics.SetBackendReady(name, err)
-			if err != nil {
-				s.log.WithField("backend", name).Warnf("backend not ready, will retry on the next request: %v", err)
-				return
+			log := s.log.WithField("backend", name)
+			switch {
+			case err == nil:
+				log.Info("backend ready")
+			case err.Error() != last:
+				// Once per distinct cause, not once per retry.
+				log.Warnf("backend not ready, retrying in the background and on the next request: %v", err)
 			}
-			s.log.WithField("backend", name).Info("backend ready")
+			if err != nil {
+				last = err.Error()
+			}
 		})
 	}
 }
@@ -284,6 +299,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // Close closes the backends, then the audit trail (after the driver, so no
 // record is cut off), then the policy watcher.
 func (s *Server) Close() error {
+	s.closeWarm.Do(func() { close(s.stopWarm) })
 	var errs []error
 	if s.driver != nil {
 		errs = append(errs, s.driver.Close())

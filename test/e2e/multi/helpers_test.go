@@ -105,6 +105,14 @@ func (c *cluster) cli(ctx context.Context, e *engine, stdin []byte, args ...stri
 	return run(ctx, env, stdin, c.bin, args...)
 }
 
+// etcdCLI runs the operator CLI on manager e against the etcd store (the
+// plugins' instance etcdName), with that manager's key file.
+func (c *cluster) etcdCLI(ctx context.Context, e *engine, stdin []byte, args ...string) (string, error) {
+	env := append(e.env(), "SWARMKEEP_BACKENDS="+c.etcdSpec, "SWARMKEEP_BACKEND="+etcdName,
+		"SWARMKEEP_KEY_FILE="+e.key, "SWARMKEEP_STORE="+e.store)
+	return run(ctx, env, stdin, c.bin, args...)
+}
+
 func mustCLI(t *testing.T, e *engine, stdin []byte, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -116,15 +124,20 @@ func mustCLI(t *testing.T, e *engine, stdin []byte, args ...string) string {
 	return out
 }
 
-// getSecret asks e's plugin for name over its socket, as the engine does.
+// getSecret asks e's plugin for name over its socket, as the engine does;
+// "kv:NAME" asks for NAME in the etcd store.
 func (e *engine) getSecret(name string) (value []byte, errLine string, err error) {
+	labels := map[string]string{}
+	if n, ok := strings.CutPrefix(name, etcdName+":"); ok {
+		name, labels["swarmkeep.backend"] = n, etcdName
+	}
 	sock := filepath.Join("/run/docker/plugins", e.pluginID, "swarmkeep.sock")
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
 		}}}
 	defer hc.CloseIdleConnections()
-	body, _ := json.Marshal(map[string]any{"SecretName": name, "ServiceName": "probe"})
+	body, _ := json.Marshal(map[string]any{"SecretName": name, "SecretLabels": labels, "ServiceName": "probe"})
 	req, _ := http.NewRequest(http.MethodPost, "http://plugin/SecretProvider.GetSecret", bytes.NewReader(body))
 	req.Header.Set("Accept", "application/vnd.docker.plugins.v1.2+json")
 	resp, err := hc.Do(req)
@@ -208,14 +221,22 @@ func readTaskSecret(t *testing.T, tk swarm.Task, target string) []byte {
 
 // createService runs replicas sleepers of the test image with secret
 // (driver swarmkeep) at /run/secrets/<secret>; removed at the end of t.
+// A secret written "kv:NAME" is NAME in the etcd store (label
+// swarmkeep.backend=kv), at /run/secrets/NAME; others are in the default
+// (replicated) store.
 func createService(t *testing.T, via *engine, name string, replicas uint64, secrets ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var refs []*swarm.SecretReference
 	for _, s := range secrets {
+		labels := map[string]string{}
+		if n, ok := strings.CutPrefix(s, etcdName+":"); ok {
+			s, labels["swarmkeep.backend"] = n, etcdName
+		}
+		labels["swarmkeep.name"] = s
 		r, err := via.cli.SecretCreate(ctx, swarm.SecretSpec{Annotations: swarm.Annotations{Name: name + "-" + s,
-			Labels: map[string]string{"swarmkeep.name": s}}, Driver: &swarm.Driver{Name: plugin}})
+			Labels: labels}, Driver: &swarm.Driver{Name: plugin}})
 		if err != nil {
 			t.Fatal(err)
 		}

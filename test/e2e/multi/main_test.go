@@ -7,7 +7,10 @@
 // line of scripts/swarmkeep-agent.service. It tests the replicated ("swarm")
 // store: the medium's conformance against the real engines, put from any
 // manager, coherence, an agent down during a put, rekey, rm, status, and a
-// kill -9 of the leader.
+// kill -9 of the leader. Every plugin also reads one etcd (on 127.0.0.1,
+// /usr/bin/etcd) as a second instance: a put is served at once by new
+// tasks, and the kill -9 happens with etcd stopped, so the new leader
+// serves from its local replica.
 //
 //	go test -tags e2e -race -count=1 -v ./test/e2e/multi/
 //
@@ -33,6 +36,8 @@ import (
 
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+
+	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
 )
 
 const (
@@ -58,7 +63,16 @@ type cluster struct {
 	root, tmp, bin string
 	engines        []*engine
 	ci             bool
+	// etcd is one etcd on 127.0.0.1 that every plugin reads as the second
+	// backend instance etcdName (etcdSpec, BACKENDS syntax).
+	etcd     *etcdtest.Cluster
+	etcdSpec string
 }
+
+// etcdName is the plugins' etcd instance: secrets labelled
+// swarmkeep.backend=kv read it; the rest read the default (local:file, the
+// folder each agent mirrors the replicated store into).
+const etcdName = "kv"
 
 var C *cluster
 
@@ -159,6 +173,13 @@ func (c *cluster) setup(ctx context.Context) error {
 	wg.Go(func() {
 		_, buildErr = run(ctx, nil, nil, filepath.Join(c.root, "scripts", "build-rootfs.sh"), bundle)
 	})
+	// etcd on 127.0.0.1: the plugins run on the host network.
+	var etcdErr error
+	wg.Go(func() {
+		if c.etcd, etcdErr = etcdtest.New(etcdtest.Options{}); etcdErr == nil {
+			c.etcdSpec = etcdName + ":etcd?endpoints=" + strings.Join(c.etcd.Endpoints(), ",") + "&prefix=/skm/"
+		}
+	})
 	// Manager 1 inits the swarm; its ingress network goes at once, before
 	// anyone joins (two engines would race to create its vxlan interface).
 	e1 := c.engines[0]
@@ -187,7 +208,7 @@ func (c *cluster) setup(ctx context.Context) error {
 	}
 	jg.Wait()
 	wg.Wait()
-	for _, err := range append(errs, buildErr) {
+	for _, err := range append(errs, buildErr, etcdErr) {
 		if err != nil {
 			return err
 		}
@@ -232,6 +253,12 @@ func (c *cluster) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	// The etcd store, once, with the same key (init keeps an existing key
+	// file). The plugins were enabled before it existed, as on a swarm
+	// where etcd is added later.
+	if _, err := c.etcdCLI(ctx, e1, nil, "init"); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -270,7 +297,8 @@ func (e *engine) start(ctx context.Context, root, join string) error {
 func (e *engine) install(ctx context.Context, c *cluster, bundle string) error {
 	steps := [][]string{
 		{"plugin", "create", plugin, bundle},
-		{"plugin", "set", plugin, "state.source=" + e.state, "config.source=" + e.config},
+		{"plugin", "set", plugin, "state.source=" + e.state, "config.source=" + e.config,
+			"BACKENDS=local:file " + c.etcdSpec},
 		{"plugin", "enable", "--timeout", "30", plugin},
 	}
 	for _, s := range steps {
@@ -294,6 +322,9 @@ func (e *engine) install(ctx context.Context, c *cluster, bundle string) error {
 // quorum), then dockerd.sh stop cleans up after each.
 func (c *cluster) teardown() {
 	var wg sync.WaitGroup
+	if c.etcd != nil {
+		wg.Go(c.etcd.Close)
+	}
 	for _, e := range c.engines {
 		e.stopAgent()
 		if e.cli != nil {

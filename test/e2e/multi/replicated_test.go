@@ -212,14 +212,21 @@ func TestReplicatedStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if etcdCur == nil {
+			t.Fatal("no etcd value: TestEtcdStore did not run first (run both)")
+		}
 		t3 := time.Now()
-		svc := createService(t, lead, "fo", 6, "db")
+		// Each task holds a replicated-store secret and an etcd one.
+		svc := createService(t, lead, "fo", 6, "db", etcdName+":"+etcdSecret)
 		tasks := waitRunning(t, lead, svc, 6, 90*time.Second, nil)
 		logf("6 tasks running in %s", time.Since(t3).Round(time.Millisecond))
 		onLeader := 0
 		for _, tk := range tasks {
 			if got := readTaskSecret(t, tk, "db"); !bytes.Equal(got, cur) {
 				t.Fatalf("task %.12s: db = %q, want %q", tk.ID, got, cur)
+			}
+			if got := readTaskSecret(t, tk, etcdSecret); !bytes.Equal(got, etcdCur) {
+				t.Fatalf("task %.12s: %s = %q, want %q", tk.ID, etcdSecret, got, etcdCur)
 			}
 			if tk.NodeID == lead.nodeID {
 				onLeader++
@@ -228,6 +235,21 @@ func TestReplicatedStore(t *testing.T) {
 		// A put just before the kill, on the leader itself.
 		late := []byte("late-" + randHex(4))
 		put(t, lead, "late", late)
+		// etcd stops before the failover. Every plugin answers the etcd
+		// value from its replica, also the followers', which no engine
+		// has asked for anything from etcd (only the leader's plugin is
+		// asked): the replica holds the whole prefix whatever was served.
+		if err := C.etcd.Stop(0); err != nil {
+			t.Fatalf("stopping etcd: %v", err)
+		}
+		logf("etcd stopped")
+		for _, e := range C.engines {
+			got, line, err := e.getSecret(etcdName + ":" + etcdSecret)
+			if err != nil || !bytes.Equal(got, etcdCur) {
+				t.Fatalf("manager %d (leader %v) with etcd stopped: %s = %q (error %q, %v), want %q from its replica",
+					e.n, e == lead, etcdSecret, got, line, err, etcdCur)
+			}
+		}
 		pid, err := os.ReadFile(filepath.Join(lead.dir, "dockerd.pid"))
 		if err != nil {
 			t.Fatal(err)
@@ -262,6 +284,10 @@ func TestReplicatedStore(t *testing.T) {
 		for _, tk := range after {
 			if got := readTaskSecret(t, tk, "db"); !bytes.Equal(got, cur) {
 				t.Fatalf("task %.12s on manager %d after failover: db = %q, want %q", tk.ID, C.byNode(tk.NodeID).n, got, cur)
+			}
+			// etcd is still stopped: the new leader's replica answered.
+			if got := readTaskSecret(t, tk, etcdSecret); !bytes.Equal(got, etcdCur) {
+				t.Fatalf("task %.12s on manager %d after failover, etcd stopped: %s = %q, want %q", tk.ID, C.byNode(tk.NodeID).n, etcdSecret, got, etcdCur)
 			}
 		}
 
