@@ -118,8 +118,14 @@ func clip(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
-// Health returns the current health document.
-func (m *Metrics) Health() Health {
+// Health returns the current health document, in full.
+func (m *Metrics) Health() Health { return m.health(true) }
+
+// health returns the health document; without full it leaves out what the
+// loopback TCP port must not give (see Handler): the problem text, which
+// may quote the settings, and the store digests, which read every record
+// (every local user could make the plugin read its whole store at will).
+func (m *Metrics) health(full bool) Health {
 	h := Health{
 		Status: StatusOK, Version: m.o.Version, GoVersion: goVersion(), ConfigHash: m.o.ConfigHash,
 		UptimeS:  int64(time.Since(m.start).Seconds()),
@@ -132,9 +138,12 @@ func (m *Metrics) Health() Health {
 		h.Policy, h.PolicyHash = m.o.Policy()
 	}
 	if m.o.Problem != "" {
-		h.Status, h.Problem = StatusDegraded, m.o.Problem
+		h.Status = StatusDegraded
+		if full {
+			h.Problem = m.o.Problem
+		}
 	}
-	if m.o.Stores != nil {
+	if m.o.Stores != nil && full {
 		h.Stores = m.o.Stores()
 	}
 	for i := range m.rows[:len(m.rows)-1] {
@@ -157,8 +166,9 @@ func (m *Metrics) Health() Health {
 //
 // On a connection that did not come through a unix socket (the loopback
 // TCP port, reachable by every local user), /health leaves out the secret,
-// service and error line of recent failures: the unix socket is root-only
-// and says everything; the TCP port is for metrics.
+// service and error line of recent failures, the problem text and the
+// store digests: the unix socket is root-only and says everything; the TCP
+// port is for metrics.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
@@ -172,8 +182,9 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 func (m *Metrics) serveHealth(w http.ResponseWriter, r *http.Request) {
-	h := m.Health()
-	if !viaUnixSocket(r) {
+	unix := viaUnixSocket(r)
+	h := m.health(unix)
+	if !unix {
 		for i := range h.RecentErrors {
 			e := &h.RecentErrors[i]
 			e.Secret, e.Service, e.Line = "", "", ""
