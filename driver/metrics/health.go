@@ -31,11 +31,16 @@ type Health struct {
 	// Problem is why the plugin answers every request with an error: its
 	// settings, audit trail or policy are broken. It names the setting
 	// and the fix, never a value (settings hold knobs and paths).
-	Problem    string                   `json:"problem,omitempty"`
-	PolicyHash string                   `json:"policy_hash,omitempty"`
-	UptimeS    int64                    `json:"uptime_s"`
-	Backends   map[string]BackendHealth `json:"backends"`
-	Requests   RequestTotals            `json:"requests"`
+	Problem string `json:"problem,omitempty"`
+	// ProblemSummary is Problem without anything a setting holds: which
+	// setting or part is broken, by name, and the fix. It is what may
+	// leave the root-only socket (the TCP port, the node label the agent
+	// publishes swarm-wide).
+	ProblemSummary string                   `json:"problem_summary,omitempty"`
+	PolicyHash     string                   `json:"policy_hash,omitempty"`
+	UptimeS        int64                    `json:"uptime_s"`
+	Backends       map[string]BackendHealth `json:"backends"`
+	Requests       RequestTotals            `json:"requests"`
 	// Stores fingerprint what each store-backed backend serves (identity,
 	// names, digest of name -> latest version), so status can compare
 	// managers; a backend not yet opened is absent.
@@ -138,7 +143,7 @@ func (m *Metrics) health(full bool) Health {
 		h.Policy, h.PolicyHash = m.o.Policy()
 	}
 	if m.o.Problem != "" {
-		h.Status = StatusDegraded
+		h.Status, h.ProblemSummary = StatusDegraded, m.o.ProblemSummary
 		if full {
 			h.Problem = m.o.Problem
 		}

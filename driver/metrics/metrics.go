@@ -107,6 +107,9 @@ type Options struct {
 	// settings, an audit trail or policy it cannot open): /health then
 	// says degraded with it. Fixed at start, so it is read on each request.
 	Problem string
+	// ProblemSummary is Problem naming only settings, never what they
+	// hold: served over TCP too, and published by the agent.
+	ProblemSummary string
 	// Stores, when set, fingerprints the opened store-backed backends for
 	// /health on the unix socket (never over TCP). It runs on every such
 	// request, so it must keep its results (driver/server recomputes one

@@ -165,8 +165,12 @@ func TestServeRefusesNonLoopback(t *testing.T) {
 			t.Errorf("%s accepted", addr)
 			continue
 		}
-		if !strings.Contains(err.Error(), addr) {
-			t.Errorf("%s: error does not name the address: %v", addr, err)
+		// It names the setting's part, not what it holds (the setting may
+		// hold anything; the error reaches /health).
+		// (The hint itself says 127.0.0.1:9714, hence the cut.)
+		msg := strings.ReplaceAll(err.Error(), "like 127.0.0.1:9714", "")
+		if !strings.Contains(msg, "metrics address") || strings.Contains(msg, addr) {
+			t.Errorf("%s: error does not name the metrics address, or repeats it: %v", addr, err)
 		}
 		if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s: socket made before the address was refused", addr)
