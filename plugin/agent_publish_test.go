@@ -44,3 +44,13 @@ func TestPublishedLabelHoldsNoSettingValue(t *testing.T) {
 		t.Fatalf("not-ready backend published as %q", pp.Problem)
 	}
 }
+
+// TestHealthProblemOverTCP: the TCP /health of a plugin that cannot serve
+// carries only the summary; status must say that, not "backend not ready".
+func TestHealthProblemOverTCP(t *testing.T) {
+	const sum = "plugin cannot serve: bad setting BACKENDS; fix: " + server.BrokenFix
+	err := healthProblem(metrics.Health{Status: metrics.StatusDegraded, ProblemSummary: sum})
+	if err == nil || err.Error() != sum {
+		t.Fatalf("got %v, want %q", err, sum)
+	}
+}
