@@ -114,7 +114,13 @@ func parseBackend(pos int, entry string, dflt backend.Defaults, o BackendOptions
 	}
 	t, err := backend.Lookup(typ)
 	if err != nil {
-		return BackendConfig{}, fmt.Errorf("%s: entry %d (backend %s): unknown backend type after ':' (known: %s)", EnvBackends, pos, name, knownTypes())
+		// A word is shown (etcd, in a build without it); anything else
+		// may be a value run into the type by a typo ('&' for '?').
+		shown := "after ':'"
+		if k := keyName(strings.ToLower(typ)); k == strings.ToLower(typ) {
+			shown = strconv.Quote(typ)
+		}
+		return BackendConfig{}, fmt.Errorf("%s: entry %d (backend %s): unknown backend type %s (known: %s)", EnvBackends, pos, name, shown, knownTypes())
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {

@@ -62,11 +62,12 @@ func TestBackendsErrors(t *testing.T) {
 		"a:etcd?timeout=10s":               "timeout",
 		"a:etcd?cache=maybe":               "cache: want on or off",
 		"a:etcd?cache_size=0":              "cache_size",
+		"a:etcd&token=x.y":                 "entry 1 (backend a): unknown backend type after ':' (known: ",
 		"a:vault?token_file=relative/path": "absolute path",
 		"a:etcd?x=1&x=2":                   "given 2 times",
 		"a:etcd?%zz":                       "bad settings",
 		" ; ":                              "no backend listed",
-		"a:nosuch":                         "entry 1 (backend a): unknown backend type after ':' (known: ",
+		"a:nosuch":                         `entry 1 (backend a): unknown backend type "nosuch" (known: `,
 		"a:file a.b:file":                  "entry 2: the backend name",
 	} {
 		_, err := Load(envOf(map[string]string{EnvBackends: spec}))
