@@ -43,7 +43,8 @@ type Health struct {
 	Requests       RequestTotals            `json:"requests"`
 	// Stores fingerprint what each store-backed backend serves (identity,
 	// names, digest of name -> latest version), so status can compare
-	// managers; a backend not yet opened is absent.
+	// managers; a backend not yet opened is absent, and so are all of
+	// them over TCP (a digest reads every record: see Handler).
 	Stores map[string]backend.StoreDigest `json:"stores,omitempty"`
 	// RecentErrors are the latest failures, newest first. Over TCP they
 	// carry no secret, service or line (see Handler).
