@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
+	"github.com/swarmkeep/swarmkeep/driver/metrics"
 	"github.com/swarmkeep/swarmkeep/swarm/agent"
 )
 
@@ -71,8 +72,7 @@ func readPlugin(ctx context.Context, env *agent.Env, name string) string {
 	if err == nil {
 		h, _, herr := fetchHealth(ctx, info)
 		if err = herr; err == nil {
-			pp.Version, pp.Config, pp.Status, pp.Stores = h.Version, h.ConfigHash, h.Status, h.Stores
-			err = healthProblem(h)
+			pp.fromHealth(h)
 		}
 	}
 	if err != nil {
@@ -80,4 +80,23 @@ func readPlugin(ctx context.Context, env *agent.Env, name string) string {
 	}
 	b, _ := json.Marshal(pp)
 	return string(b)
+}
+
+// fromHealth fills pp from the plugin's /health. The label is stored in
+// Raft and shown by docker node inspect on every manager, so a plugin that
+// cannot serve is published by its value-free summary, never by its
+// Problem, which may quote what a setting holds.
+func (pp *publishedPlugin) fromHealth(h metrics.Health) {
+	pp.Version, pp.Config, pp.Status, pp.Stores = h.Version, h.ConfigHash, h.Status, h.Stores
+	switch {
+	case h.Problem != "" || h.ProblemSummary != "":
+		pp.Problem = h.ProblemSummary
+		if pp.Problem == "" { // a plugin from before the summary
+			pp.Problem = "plugin cannot serve; run swarmkeep status on this manager for the cause"
+		}
+	default:
+		if err := healthProblem(h); err != nil {
+			pp.Problem = err.Error()
+		}
+	}
 }

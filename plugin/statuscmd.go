@@ -266,6 +266,10 @@ func healthProblem(h metrics.Health) error {
 		// carries its fix.
 		return errors.New(h.Problem)
 	}
+	if h.ProblemSummary != "" {
+		// The same over the TCP port, which carries only the summary.
+		return errors.New(h.ProblemSummary)
+	}
 	var bad []string
 	for _, name := range sortedNames(h.Backends) {
 		if b := h.Backends[name]; !b.Ready {

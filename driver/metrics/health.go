@@ -31,14 +31,20 @@ type Health struct {
 	// Problem is why the plugin answers every request with an error: its
 	// settings, audit trail or policy are broken. It names the setting
 	// and the fix, never a value (settings hold knobs and paths).
-	Problem    string                   `json:"problem,omitempty"`
-	PolicyHash string                   `json:"policy_hash,omitempty"`
-	UptimeS    int64                    `json:"uptime_s"`
-	Backends   map[string]BackendHealth `json:"backends"`
-	Requests   RequestTotals            `json:"requests"`
+	Problem string `json:"problem,omitempty"`
+	// ProblemSummary is Problem without anything a setting holds: which
+	// setting or part is broken, by name, and the fix. It is what may
+	// leave the root-only socket (the TCP port, the node label the agent
+	// publishes swarm-wide).
+	ProblemSummary string                   `json:"problem_summary,omitempty"`
+	PolicyHash     string                   `json:"policy_hash,omitempty"`
+	UptimeS        int64                    `json:"uptime_s"`
+	Backends       map[string]BackendHealth `json:"backends"`
+	Requests       RequestTotals            `json:"requests"`
 	// Stores fingerprint what each store-backed backend serves (identity,
 	// names, digest of name -> latest version), so status can compare
-	// managers; a backend not yet opened is absent.
+	// managers; a backend not yet opened is absent, and so are all of
+	// them over TCP (a digest reads every record: see Handler).
 	Stores map[string]backend.StoreDigest `json:"stores,omitempty"`
 	// RecentErrors are the latest failures, newest first. Over TCP they
 	// carry no secret, service or line (see Handler).
@@ -118,8 +124,14 @@ func clip(s string, n int) string {
 	return s[:n-3] + "..."
 }
 
-// Health returns the current health document.
-func (m *Metrics) Health() Health {
+// Health returns the current health document, in full.
+func (m *Metrics) Health() Health { return m.health(true) }
+
+// health returns the health document; without full it leaves out what the
+// loopback TCP port must not give (see Handler): the problem text, which
+// may quote the settings, and the store digests, which read every record
+// (every local user could make the plugin read its whole store at will).
+func (m *Metrics) health(full bool) Health {
 	h := Health{
 		Status: StatusOK, Version: m.o.Version, GoVersion: goVersion(), ConfigHash: m.o.ConfigHash,
 		UptimeS:  int64(time.Since(m.start).Seconds()),
@@ -132,9 +144,12 @@ func (m *Metrics) Health() Health {
 		h.Policy, h.PolicyHash = m.o.Policy()
 	}
 	if m.o.Problem != "" {
-		h.Status, h.Problem = StatusDegraded, m.o.Problem
+		h.Status, h.ProblemSummary = StatusDegraded, m.o.ProblemSummary
+		if full {
+			h.Problem = m.o.Problem
+		}
 	}
-	if m.o.Stores != nil {
+	if m.o.Stores != nil && full {
 		h.Stores = m.o.Stores()
 	}
 	for i := range m.rows[:len(m.rows)-1] {
@@ -157,8 +172,9 @@ func (m *Metrics) Health() Health {
 //
 // On a connection that did not come through a unix socket (the loopback
 // TCP port, reachable by every local user), /health leaves out the secret,
-// service and error line of recent failures: the unix socket is root-only
-// and says everything; the TCP port is for metrics.
+// service and error line of recent failures, the problem text and the
+// store digests: the unix socket is root-only and says everything; the TCP
+// port is for metrics.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
@@ -172,8 +188,9 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 func (m *Metrics) serveHealth(w http.ResponseWriter, r *http.Request) {
-	h := m.Health()
-	if !viaUnixSocket(r) {
+	unix := viaUnixSocket(r)
+	h := m.health(unix)
+	if !unix {
 		for i := range h.RecentErrors {
 			e := &h.RecentErrors[i]
 			e.Secret, e.Service, e.Line = "", "", ""

@@ -107,9 +107,13 @@ type Options struct {
 	// settings, an audit trail or policy it cannot open): /health then
 	// says degraded with it. Fixed at start, so it is read on each request.
 	Problem string
+	// ProblemSummary is Problem naming only settings, never what they
+	// hold: served over TCP too, and published by the agent.
+	ProblemSummary string
 	// Stores, when set, fingerprints the opened store-backed backends for
-	// /health. It runs on every /health request and reads every record:
-	// /health is for status and the agent, not for tight probe loops.
+	// /health on the unix socket (never over TCP). It runs on every such
+	// request, so it must keep its results (driver/server recomputes one
+	// only when the store changed).
 	Stores func() map[string]backend.StoreDigest
 	// Refresh, when set, serves POST /refresh on the unix socket: it drops
 	// the plugin's copies of name (every name when empty) in backend

@@ -44,11 +44,14 @@ func ResolveSocket(v string) (string, error) {
 	case filepath.IsAbs(v):
 		return filepath.Clean(v), nil
 	case strings.ContainsAny(v, "/\\"):
-		return "", fmt.Errorf("metrics socket %q: want a plain name or an absolute path", v)
+		return "", errors.New("metrics socket: want a plain name or an absolute path")
 	default:
 		return filepath.Join(PluginSocketDir, v+".sock"), nil
 	}
 }
+
+// CheckAddr and ResolveSocket do not repeat what they were given: their
+// errors reach /health and the log, and a setting may hold anything.
 
 // CheckAddr accepts a loopback HOST:PORT: 127.0.0.0/8, ::1 or localhost.
 // The plugin runs in the host's network namespace, so any other address
@@ -57,17 +60,18 @@ func ResolveSocket(v string) (string, error) {
 func CheckAddr(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("metrics address %q: want HOST:PORT, like 127.0.0.1:9714: %w", addr, err)
+		// Not wrapped: net's error quotes the address.
+		return errors.New("metrics address: want HOST:PORT, like 127.0.0.1:9714")
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		return fmt.Errorf("metrics address %q: port must be a number from 0 to 65535", addr)
+		return errors.New("metrics address: port must be a number from 0 to 65535")
 	}
 	if host == "localhost" {
 		return nil
 	}
 	ip := net.ParseIP(host)
 	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("metrics address %q: not a loopback address; use 127.0.0.1:PORT or [::1]:PORT (metrics are never served beyond this host)", addr)
+		return errors.New("metrics address: not a loopback address; use 127.0.0.1:PORT or [::1]:PORT (metrics are never served beyond this host)")
 	}
 	return nil
 }

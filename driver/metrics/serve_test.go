@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"sync/atomic"
+
 	"github.com/swarmkeep/swarmkeep/driver"
+	"github.com/swarmkeep/swarmkeep/driver/backend"
 )
 
 // unixClient talks HTTP over the socket at path.
@@ -162,8 +165,12 @@ func TestServeRefusesNonLoopback(t *testing.T) {
 			t.Errorf("%s accepted", addr)
 			continue
 		}
-		if !strings.Contains(err.Error(), addr) {
-			t.Errorf("%s: error does not name the address: %v", addr, err)
+		// It names the setting's part, not what it holds (the setting may
+		// hold anything; the error reaches /health).
+		// (The hint itself says 127.0.0.1:9714, hence the cut.)
+		msg := strings.ReplaceAll(err.Error(), "like 127.0.0.1:9714", "")
+		if !strings.Contains(msg, "metrics address") || strings.Contains(msg, addr) {
+			t.Errorf("%s: error does not name the metrics address, or repeats it: %v", addr, err)
 		}
 		if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s: socket made before the address was refused", addr)
@@ -212,5 +219,47 @@ func TestStopLeavesANewerSocket(t *testing.T) {
 	}
 	if _, err := os.Stat(sock); err != nil {
 		t.Fatalf("stop removed the newer socket: %v", err)
+	}
+}
+
+// TestHealthOverTCPOmitsStoresAndProblem: the loopback port, open to every
+// local user, must neither make the plugin read its stores (a digest reads
+// every record) nor show the problem text (it may quote a setting).
+func TestHealthOverTCPOmitsStoresAndProblem(t *testing.T) {
+	const problem = "plugin cannot serve: BACKENDS: PROBLEMTEXT"
+	var calls atomic.Int64
+	m := New(Options{Version: "1.2.3", Backends: []string{"local"}, Problem: problem,
+		Stores: func() map[string]backend.StoreDigest {
+			calls.Add(1)
+			return map[string]backend.StoreDigest{"local": {ID: "id", Names: 1, Digest: "d1"}}
+		}})
+	m.SetBackendReady("local", nil)
+	sock := filepath.Join(t.TempDir(), "m.sock")
+	addr := freePort(t)
+	stop, err := Serve(context.Background(), sock, addr, m.Handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+
+	code, body := fetch(t, http.DefaultClient, "http://"+addr+"/health")
+	var h Health
+	if err := json.Unmarshal([]byte(body), &h); err != nil || code != http.StatusServiceUnavailable || h.Status != StatusDegraded {
+		t.Fatalf("/health over TCP: %d %v %s", code, err, body)
+	}
+	if n := calls.Load(); n != 0 || h.Stores != nil || strings.Contains(body, `"stores"`) {
+		t.Fatalf("/health over TCP computed store digests (%d calls): %s", n, body)
+	}
+	if h.Problem != "" || strings.Contains(body, "PROBLEMTEXT") {
+		t.Fatalf("/health over TCP shows the problem text: %s", body)
+	}
+
+	code, body = fetch(t, unixClient(sock), "http://metrics/health")
+	h = Health{}
+	if err := json.Unmarshal([]byte(body), &h); err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("/health over the socket: %d %v", code, err)
+	}
+	if calls.Load() != 1 || h.Stores["local"].Digest != "d1" || h.Problem != problem {
+		t.Fatalf("the root-only socket shows stores and the problem: %s", body)
 	}
 }

@@ -80,8 +80,8 @@ type BackendOptions struct {
 func ParseBackendsWith(spec string, dflt backend.Defaults, o BackendOptions) ([]BackendConfig, error) {
 	var out []BackendConfig
 	seen := map[string]bool{}
-	for _, entry := range strings.Fields(strings.ReplaceAll(spec, ";", " ")) {
-		b, err := parseBackend(entry, dflt, o)
+	for i, entry := range strings.Fields(strings.ReplaceAll(spec, ";", " ")) {
+		b, err := parseBackend(i+1, entry, dflt, o)
 		if err != nil {
 			return nil, err
 		}
@@ -97,33 +97,45 @@ func ParseBackendsWith(spec string, dflt backend.Defaults, o BackendOptions) ([]
 	return out, nil
 }
 
-func parseBackend(entry string, dflt backend.Defaults, o BackendOptions) (BackendConfig, error) {
+// The errors of parseBackend name the entry by its position and name, and
+// a knob by its key, never by what was written: an entry that does not
+// parse may hold anything, a token pasted by mistake included, and these
+// errors reach the log, /health and the engine's error for every secret.
+// (Errors from url.ParseQuery and backend.Lookup quote what they were
+// given, so they are not wrapped.)
+func parseBackend(pos int, entry string, dflt backend.Defaults, o BackendOptions) (BackendConfig, error) {
 	head, query, _ := strings.Cut(entry, "?")
 	name, typ, ok := strings.Cut(head, ":")
 	if !ok || name == "" || typ == "" {
-		return BackendConfig{}, fmt.Errorf("%s: entry %q: want NAME:TYPE[?key=value&...]", EnvBackends, entry)
+		return BackendConfig{}, fmt.Errorf("%s: entry %d: want NAME:TYPE[?key=value&...]", EnvBackends, pos)
 	}
 	if !driver.ValidInstanceName(name) {
-		return BackendConfig{}, fmt.Errorf("%s: backend name %q: use letters, digits, '-' and '_'", EnvBackends, name)
+		return BackendConfig{}, fmt.Errorf("%s: entry %d: the backend name before ':' must use only letters, digits, '-' and '_'", EnvBackends, pos)
 	}
 	t, err := backend.Lookup(typ)
 	if err != nil {
-		return BackendConfig{}, fmt.Errorf("%s: backend %s: %w", EnvBackends, name, err)
+		// A word is shown (etcd, in a build without it); anything else
+		// may be a value run into the type by a typo ('&' for '?').
+		shown := "after ':'"
+		if k := keyName(strings.ToLower(typ)); k == strings.ToLower(typ) {
+			shown = strconv.Quote(typ)
+		}
+		return BackendConfig{}, fmt.Errorf("%s: entry %d (backend %s): unknown backend type %s (known: %s)", EnvBackends, pos, name, shown, knownTypes())
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return BackendConfig{}, fmt.Errorf("%s: backend %s: bad settings: %w", EnvBackends, name, err)
+		return BackendConfig{}, fmt.Errorf("%s: entry %d (backend %s): bad settings after '?': want key=value pairs joined by '&', with valid %%XX escapes", EnvBackends, pos, name)
 	}
 	s := backend.Settings{}
 	for k, vs := range q {
 		if len(vs) != 1 {
-			return BackendConfig{}, fmt.Errorf("%s: backend %s: setting %s given %d times", EnvBackends, name, k, len(vs))
+			return BackendConfig{}, fmt.Errorf("%s: entry %d (backend %s): setting %s given %d times", EnvBackends, pos, name, keyName(k), len(vs))
 		}
 		s[strings.ToLower(k)] = vs[0]
 	}
 	b := BackendConfig{Name: name, Type: t.Name, Settings: s, Caps: t.Caps}
 	if err := b.takeCache(o); err != nil {
-		return BackendConfig{}, fmt.Errorf("%s: backend %s: %w", EnvBackends, name, err)
+		return BackendConfig{}, fmt.Errorf("%s: entry %d (backend %s): %w", EnvBackends, pos, name, err)
 	}
 	if t.Defaults != nil {
 		d := dflt
@@ -136,7 +148,7 @@ func parseBackend(entry string, dflt backend.Defaults, o BackendOptions) (Backen
 	for _, k := range sortedKeys(s) {
 		if strings.HasSuffix(k, "_file") || k == "dir" || strings.HasPrefix(k, "tls_") && k != "tls_server_name" {
 			if !filepath.IsAbs(s[k]) {
-				return BackendConfig{}, fmt.Errorf("%s: backend %s: %s must be an absolute path, got %q", EnvBackends, name, k, s[k])
+				return BackendConfig{}, fmt.Errorf("%s: entry %d (backend %s): %s must be an absolute path", EnvBackends, pos, name, k)
 			}
 		}
 	}
@@ -172,7 +184,7 @@ func (b *BackendConfig) takeCache(o BackendOptions) error {
 		delete(s, k)
 		d, err := time.ParseDuration(v)
 		if err != nil || d < lo || d > hi {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration from %s to %s", k, v, lo, hi))
+			errs = append(errs, fmt.Errorf("%s: want a duration from %s to %s", k, lo, hi))
 			return
 		}
 		*dst = d
@@ -185,7 +197,7 @@ func (b *BackendConfig) takeCache(o BackendOptions) error {
 		case "off", "false":
 			cc.Enabled = false
 		default:
-			errs = append(errs, fmt.Errorf("cache=%q: want on or off", v))
+			errs = append(errs, errors.New("cache: want on or off"))
 		}
 	}
 	dur("cache_ttl", &cc.TTL, time.Second, 24*time.Hour)
@@ -202,12 +214,34 @@ func (b *BackendConfig) takeCache(o BackendOptions) error {
 		delete(s, "cache_size")
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1_000_000 {
-			errs = append(errs, fmt.Errorf("cache_size=%q: want 1 to 1000000", v))
+			errs = append(errs, errors.New("cache_size: want 1 to 1000000"))
 		}
 		cc.MaxEntries = n
 	}
 	b.Cache = cc
 	return errors.Join(errs...)
+}
+
+// knownTypes lists the registered backend types for an error.
+func knownTypes() string {
+	if t := backend.Types(); len(t) > 0 {
+		return strings.Join(t, ", ")
+	}
+	return "none; this build has no backends"
+}
+
+// keyName shows a settings key in an error if it looks like a knob's name
+// (lowercase letters, digits, '_'); anything else may be a value typed
+// without its key=, so it is not repeated.
+func keyName(k string) string {
+	ok := k != "" && len(k) <= 40
+	for _, r := range k {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_')
+	}
+	if ok {
+		return k
+	}
+	return "(a key that is not a knob name)"
 }
 
 func sortedKeys(s backend.Settings) []string {

@@ -60,14 +60,15 @@ func TestBackendsErrors(t *testing.T) {
 		"a:file a:file":                    "listed twice",
 		"a:etcd?cache_ttl=soon":            "cache_ttl",
 		"a:etcd?timeout=10s":               "timeout",
-		"a:etcd?cache=maybe":               "cache=",
+		"a:etcd?cache=maybe":               "cache: want on or off",
 		"a:etcd?cache_size=0":              "cache_size",
+		"a:etcd&token=x.y":                 "entry 1 (backend a): unknown backend type after ':' (known: ",
 		"a:vault?token_file=relative/path": "absolute path",
 		"a:etcd?x=1&x=2":                   "given 2 times",
 		"a:etcd?%zz":                       "bad settings",
 		" ; ":                              "no backend listed",
-		"a:nosuch":                         `unknown backend type "nosuch"`,
-		"a.b:file":                         "backend name",
+		"a:nosuch":                         `entry 1 (backend a): unknown backend type "nosuch" (known: `,
+		"a:file a.b:file":                  "entry 2: the backend name",
 	} {
 		_, err := Load(envOf(map[string]string{EnvBackends: spec}))
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -55,9 +55,56 @@ func NewBroken(getenv func(string) string, cause error, log logrus.FieldLogger, 
 	msg := oneLine(cause.Error())
 	b := &Broken{cause: msg, log: log}
 	b.socket, b.msocket, b.maddr = brokenSockets(getenv)
-	b.metrics = metrics.New(metrics.Options{Version: version, Problem: "plugin cannot serve: " + msg + "; fix: " + BrokenFix})
+	b.metrics = metrics.New(metrics.Options{Version: version, Problem: "plugin cannot serve: " + msg + "; fix: " + BrokenFix,
+		ProblemSummary: BrokenSummary(cause)})
 	return b
 }
+
+// BrokenSummary says what cause is about from names alone: the settings
+// it names, or the part that failed, and the fix. It never repeats cause's
+// text, which may quote what a setting holds; it is what leaves the
+// root-only socket (the TCP /health, the agent's node label).
+func BrokenSummary(cause error) string {
+	msg := cause.Error()
+	var what string
+	switch {
+	case strings.Contains(msg, "audit trail ("):
+		what = "cannot open the audit trail (" + EnvAuditFile + ")"
+	case strings.Contains(msg, "access policy ("):
+		what = "cannot load the access policy (" + EnvPolicyFile + ")"
+	default:
+		var names []string
+		for _, st := range Settings {
+			if namesSetting(msg, st.Name) {
+				names = append(names, st.Name)
+			}
+		}
+		if len(names) == 0 {
+			return "plugin cannot serve; the plugin socket's /health and the plugin log say why"
+		}
+		what = "bad setting " + strings.Join(names, ", ")
+	}
+	return "plugin cannot serve: " + what + "; fix: " + BrokenFix
+}
+
+// namesSetting tells whether msg names setting name as errors do: the
+// name, then ':' or '=', not inside a longer name.
+func namesSetting(msg, name string) bool {
+	for i := 0; ; {
+		j := strings.Index(msg[i:], name)
+		if j < 0 {
+			return false
+		}
+		at, end := i+j, i+j+len(name)
+		before := at == 0 || !isNameByte(msg[at-1])
+		if before && end < len(msg) && (msg[end] == ':' || msg[end] == '=') {
+			return true
+		}
+		i = end
+	}
+}
+
+func isNameByte(c byte) bool { return c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' }
 
 type nopWriter struct{}
 

@@ -100,7 +100,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c.PolicyFile = get(EnvPolicyFile)
 	for name, p := range map[string]string{EnvPolicyFile: c.PolicyFile, EnvStoreDir: c.StoreDir, EnvKeyFile: c.KeyFile, EnvPassphraseFile: c.PassphraseFile, EnvLKGDir: c.LKGDir, EnvReplicaDir: c.ReplicaDir, EnvAuditFile: c.AuditFile} {
 		if p != "" && !filepath.IsAbs(p) {
-			errs = append(errs, fmt.Errorf("%s: want an absolute path, got %q", name, p))
+			errs = append(errs, fmt.Errorf("%s: want an absolute path", name))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -139,7 +139,10 @@ func DefaultBackend(bs []BackendConfig, name string) (string, error) {
 			return name, nil
 		}
 	}
-	return "", fmt.Errorf("%s: %q is not listed in %s", EnvDefaultBackend, name, EnvBackends)
+	if !driver.ValidInstanceName(name) {
+		return "", fmt.Errorf("%s: want the name of a backend listed in %s", EnvDefaultBackend, EnvBackends)
+	}
+	return "", fmt.Errorf("%s: backend %s is not listed in %s", EnvDefaultBackend, name, EnvBackends)
 }
 
 // backendDefaults are what instances inherit from the plugin's settings.

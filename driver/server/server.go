@@ -62,6 +62,7 @@ type Server struct {
 	// stopWarm ends the background opens (Warm) at Close.
 	stopWarm  chan struct{}
 	closeWarm sync.Once
+	digests   *digestCache
 }
 
 // New assembles the server from a validated configuration. Backends are
@@ -78,7 +79,7 @@ func New(cfg Config, o Options) (_ *Server, err error) {
 	}
 	s := &Server{cfg: cfg, log: o.Log, version: o.Version, hash: ConfigHash(cfg),
 		lazies: map[string]*backend.Lazy{}, caches: map[string]*cache.Cache{}, stopAudit: func() error { return nil },
-		stopWarm: make(chan struct{})}
+		stopWarm: make(chan struct{}), digests: newDigestCache()}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -177,29 +178,6 @@ func (s *Server) Cache(name string) (*cache.Cache, bool) {
 
 // ConfigHash is the hash /health shows for this configuration.
 func (s *Server) ConfigHash() string { return s.hash }
-
-// storeDigests fingerprints the opened backends that can say what they
-// serve; a backend that fails is left out (its readiness says why).
-func (s *Server) storeDigests() map[string]backend.StoreDigest {
-	out := map[string]backend.StoreDigest{}
-	for name, l := range s.lazies {
-		b, ok := l.Opened()
-		if !ok {
-			continue
-		}
-		d, ok := b.(backend.Digester)
-		if !ok {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		sd, err := d.Digest(ctx)
-		cancel()
-		if err == nil {
-			out[name] = sd
-		}
-	}
-	return out
-}
 
 // countNames counts an opened backend's names for the metrics; backends
 // that cannot count, or are not open, have no count.

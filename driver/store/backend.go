@@ -190,6 +190,18 @@ func (b storeBackend) Digest(ctx context.Context) (backend.StoreDigest, error) {
 
 var _ backend.Digester = storeBackend{}
 
+// ChangeStamp is a number that moves whenever one of swarmkeep's writers
+// finishes a write to the store, anywhere on this host (the folder's shared
+// change counter, see changesFile), so a caller can keep a Digest until it
+// moves; ok is false when the medium has no such counter. Changes made by
+// other hands do not move it: callers bound how long they keep a Digest.
+func (b storeBackend) ChangeStamp() (stamp uint64, ok bool) {
+	if c, isDir := b.s.m.(*DirMedium); isDir && c.changes != nil {
+		return c.changes.load()
+	}
+	return 0, false
+}
+
 // Digest fingerprints what the store serves: its ID, and every name with
 // its latest version, so copies of one store that answer the same
 // versions have the same digest.
