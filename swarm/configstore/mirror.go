@@ -9,6 +9,7 @@ import (
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -116,10 +117,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 			// The heads named by the events first, so this manager's
 			// plugin answers at once; then the full pass, whose listing
 			// is what proves the index published.
-			for _, id := range drain(ev, msgs) {
-				if err := m.applyHead(ctx, local, id); err != nil && ctx.Err() == nil {
-					return err
-				}
+			if err := m.applyHeads(ctx, local, drain(ev, msgs)); err != nil && ctx.Err() == nil {
+				return err
 			}
 		case <-tick.C:
 			m.applied = map[string]uint64{} // compare every blob again
@@ -153,19 +152,42 @@ func drain(first events.Message, c <-chan events.Message) []string {
 	return ids
 }
 
-// applyHead copies one head named by an event, if it is one of this
-// store's and newer than what the folder holds. The keyring's own order
-// (first) is kept because the writer wrote it first. Anything unexpected
-// is left to the full pass that follows.
-func (m *Mirror) applyHead(ctx context.Context, local *store.DirMedium, id string) error {
-	h, _, err := m.API.ConfigInspectWithRaw(ctx, id)
-	if !m.owned || err != nil || h.Spec.Labels[LabelStore] != m.Prefix || h.Spec.Labels[LabelKind] != kindHead {
+// applyHeads copies the heads named by a burst of events, one at a time,
+// if they are this store's and newer than what the folder holds. A burst
+// that changed the keyring is left whole to the full pass that follows:
+// the head read now may be a later keyring than the records beside it (a
+// rekey's last step, coalesced with its re-sealed records), and only the
+// pass orders the keyring against the records and writes them as one
+// batch. Anything unexpected is left to the pass too.
+func (m *Mirror) applyHeads(ctx context.Context, local *store.DirMedium, ids []string) error {
+	if !m.owned {
 		return nil // a folder the last pass refused is left to the next pass
 	}
+	heads := make([]swarm.Config, 0, len(ids))
+	for _, id := range ids {
+		h, _, err := m.API.ConfigInspectWithRaw(ctx, id)
+		if err != nil || h.Spec.Labels[LabelStore] != m.Prefix || h.Spec.Labels[LabelKind] != kindHead {
+			continue
+		}
+		if string(h.Spec.Data) == "keyring" {
+			return nil
+		}
+		heads = append(heads, h)
+	}
+	for _, h := range heads {
+		if err := m.applyHead(ctx, local, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Mirror) applyHead(ctx context.Context, local *store.DirMedium, h swarm.Config) error {
 	key := string(h.Spec.Data)
 	if headName(m.Prefix, key) != h.Spec.Name || m.applied[key] >= h.Version.Index {
 		return nil
 	}
+	var err error
 	var blob []byte
 	if !isTombstone(h) {
 		if blob, err = Assemble(h, func(id string) ([]byte, error) {
@@ -175,12 +197,10 @@ func (m *Mirror) applyHead(ctx context.Context, local *store.DirMedium, id strin
 			return nil // superseded meanwhile: the pass copies the newer one
 		}
 	}
-	if key == "keyring" && (blob == nil || storeIDOf(blob) != m.swarmID) {
-		return nil // another store, or none: the pass checks the folder first
-	}
 	if err := apply(ctx, local, key, blob); err != nil {
 		return err
 	}
+	m.wrote()
 	m.applied[key] = h.Version.Index
 	return nil
 }

@@ -70,7 +70,7 @@ func (m *Mirror) pass(ctx context.Context, local *store.DirMedium) (index uint64
 		return 0, false, err
 	}
 	changes, moved = append(changes, recs...), moved || movedRecs
-	if err := m.writeChanges(ctx, local, changes); err != nil {
+	if err := m.writeChanges(ctx, local, changes, localKeys); err != nil {
 		return 0, false, err
 	}
 	for _, c := range changes {
@@ -154,7 +154,7 @@ const batchAttempts = 3
 // records' keys in it when the swarm kept them. (A folder that missed a
 // whole rekey holds no keyring with both keys; the batch's renames, not
 // fsyncs, bound how long the two are mixed.)
-func (m *Mirror) writeChanges(ctx context.Context, local *store.DirMedium, changes []change) error {
+func (m *Mirror) writeChanges(ctx context.Context, local *store.DirMedium, changes []change, localKeys []string) error {
 	for range batchAttempts {
 		var ring *store.BatchWrite
 		var writes []store.BatchWrite
@@ -189,11 +189,18 @@ func (m *Mirror) writeChanges(ctx context.Context, local *store.DirMedium, chang
 			writes = append(writes, w)
 		}
 		if ring != nil {
-			drops := false
-			for id := range oldKeys {
-				drops = drops || !newKeys[id]
+			for id := range newKeys {
+				delete(oldKeys, id)
 			}
-			if drops {
+			if len(oldKeys) > 0 {
+				// A key still sealing a record the batch leaves alone is
+				// in the new keyring (the swarm's records all open with
+				// it): that keyring only adds one (a rekey's first step).
+				if err := stillUsed(ctx, local, changes, localKeys, oldKeys); err != nil {
+					return err
+				}
+			}
+			if len(oldKeys) > 0 {
 				writes = append(writes, *ring)
 			} else {
 				writes = append([]store.BatchWrite{*ring}, writes...)
@@ -223,6 +230,35 @@ func (m *Mirror) writeChanges(ctx context.Context, local *store.DirMedium, chang
 		return nil
 	}
 	return fmt.Errorf("mirror: the folder keeps changing under the mirror; is another writer using it?")
+}
+
+// stillUsed removes from ids the keys that seal a local record which
+// changes does not touch. It reads those records, which a pass does only
+// when the keyring changes.
+func stillUsed(ctx context.Context, local *store.DirMedium, changes []change, localKeys []string, ids map[uint32]bool) error {
+	touched := make(map[string]bool, len(changes))
+	for _, c := range changes {
+		touched[c.key] = true
+	}
+	for _, k := range localKeys {
+		if touched[k] || k == "keyring" {
+			continue
+		}
+		blob, _, err := local.Read(ctx, k)
+		if errors.Is(err, backend.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("mirror %s: %w", k, err)
+		}
+		if id, ok := recordKeyID(blob); ok {
+			delete(ids, id)
+			if len(ids) == 0 {
+				return nil
+			}
+		}
+	}
+	return nil
 }
 
 // recordKeyID returns the data key ID a record blob is sealed with, from

@@ -275,3 +275,41 @@ func mustMedium(t *testing.T, f *fakeSwarm) *Medium {
 	}
 	return m
 }
+
+// TestMirrorRekeyEvents: a burst of events holding a whole rekey (its
+// keyring reads as the last one, {B}, by then) is not applied head by head,
+// keyring first: the plugin would meet records sealed with the dropped key.
+func TestMirrorRekeyEvents(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeSwarm()
+	values := map[string]string{"a": "1", "b": "2", "c": "3"}
+	sw := swarmStore(t, f, values)
+	dir := filepath.Join(t.TempDir(), "store")
+	local := openLocal(t, dir)
+	mr := &Mirror{API: f, Prefix: "t", Dir: dir}
+	if err := mr.Sync(ctx, local); err != nil {
+		t.Fatal(err)
+	}
+	for len(f.events) > 0 { // the events of the writes mirrored already
+		<-f.events
+	}
+	if _, err := sw.Rekey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writes := 0
+	mr.afterWrite = func() {
+		writes++
+		if err := readAll(ctx, dir, sw.key, values); err != nil {
+			t.Errorf("after write %d: %v", writes, err)
+		}
+	}
+	if err := mr.applyHeads(ctx, local, drain(<-f.events, f.events)); err != nil {
+		t.Fatal(err)
+	}
+	if err := mr.Sync(ctx, local); err != nil {
+		t.Fatal(err)
+	}
+	if writes == 0 {
+		t.Fatal("the rekey was not mirrored")
+	}
+}
