@@ -255,16 +255,25 @@ func TestMirrorIdleWithoutStore(t *testing.T) {
 	rctx, stop := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	refused := make(chan error, 10)
+	next := func() error {
+		select {
+		case err := <-refused:
+			return err
+		case <-ctx.Done():
+			t.Fatal("the mirror did not say why it left the folder alone")
+			return nil
+		}
+	}
 	mr := &Mirror{API: f, Prefix: "t", Dir: dir, Refused: func(err error) { refused <- err }}
 	go func() { ran <- mr.Run(rctx) }()
-	if err := <-refused; !errors.Is(err, ErrNoStore) {
+	if err := next(); !errors.Is(err, ErrNoStore) {
 		t.Fatalf("refused with %v, want ErrNoStore", err)
 	}
 	m, _ := New(f, "t", nil)
 	if _, err := m.Write(ctx, "keyring", []byte("replicated"), ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-refused; !errors.Is(err, ErrForeignStore) {
+	if err := next(); !errors.Is(err, ErrForeignStore) {
 		t.Fatalf("refused with %v, want ErrForeignStore", err)
 	}
 	if _, err := m.Write(ctx, "r/a", []byte("A"), ""); err != nil {
