@@ -119,7 +119,9 @@ func TestMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	var published []uint64
-	mr := &Mirror{API: f, Prefix: "t", Dir: dir, Publish: func(_ context.Context, i uint64) error { published = append(published, i); return nil }}
+	// Adopt: the folder's old store is replaced on purpose here (without
+	// it the mirror keeps it: TestMirrorKeepsFileStore).
+	mr := &Mirror{API: f, Prefix: "t", Dir: dir, Adopt: true, Publish: func(_ context.Context, i uint64) error { published = append(published, i); return nil }}
 	if err := mr.Sync(ctx, local); !errors.Is(err, ErrNoStore) {
 		t.Fatalf("mirror of a swarm without a store over a folder with one: %v, want ErrNoStore", err)
 	}
@@ -212,18 +214,20 @@ func TestMirrorCatchUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	local, err := store.OpenDir(filepath.Join(t.TempDir(), "store"))
+	dir := filepath.Join(t.TempDir(), "store")
+	local, err := store.OpenDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer local.Close()
 	before := f.inspects
-	mr := &Mirror{API: f, Prefix: "t", Dir: "unused"}
+	mr := &Mirror{API: f, Prefix: "t", Dir: dir}
 	if err := mr.Sync(ctx, local); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.inspects - before; got != 0 {
-		t.Fatalf("%d inspects for a catch-up of %d names, want none", got, n+1)
+	// One inspect: the keyring's chunk, read first to check the folder.
+	if got := f.inspects - before; got > 1 {
+		t.Fatalf("%d inspects for a catch-up of %d names, want 1 (the keyring)", got, n+1)
 	}
 	for i := range n {
 		if b, _, err := local.Read(ctx, fmt.Sprintf("r/n%d", i)); err != nil || string(b) != fmt.Sprint("v", i) {
@@ -234,7 +238,7 @@ func TestMirrorCatchUp(t *testing.T) {
 
 // TestMirrorIdleWithoutStore: on a manager that keeps a file store and runs
 // the agent for other loops, the mirror neither fails nor touches the
-// folder; once a replicated store appears, it mirrors it.
+// folder, before a replicated store appears or after: it says why once.
 func TestMirrorIdleWithoutStore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -250,31 +254,47 @@ func TestMirrorIdleWithoutStore(t *testing.T) {
 	}
 	rctx, stop := context.WithCancel(ctx)
 	ran := make(chan error, 1)
-	go func() { ran <- (&Mirror{API: f, Prefix: "t", Dir: dir}).Run(rctx) }()
-	time.Sleep(100 * time.Millisecond) // let it pass once; it must still run
-	select {
-	case err := <-ran:
-		t.Fatalf("mirror stopped without a store: %v", err)
-	default:
+	refused := make(chan error, 10)
+	next := func() error {
+		select {
+		case err := <-refused:
+			return err
+		case <-ctx.Done():
+			t.Fatal("the mirror did not say why it left the folder alone")
+			return nil
+		}
 	}
-	if b, _, _ := local.Read(ctx, "keyring"); string(b) != "file store" {
-		t.Fatalf("folder touched: %q", b)
+	mr := &Mirror{API: f, Prefix: "t", Dir: dir, Refused: func(err error) { refused <- err }}
+	go func() { ran <- mr.Run(rctx) }()
+	if err := next(); !errors.Is(err, ErrNoStore) {
+		t.Fatalf("refused with %v, want ErrNoStore", err)
 	}
 	m, _ := New(f, "t", nil)
 	if _, err := m.Write(ctx, "keyring", []byte("replicated"), ""); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if b, _, _ := local.Read(ctx, "keyring"); string(b) == "replicated" {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("store created later was not mirrored")
-		}
+	if err := next(); !errors.Is(err, ErrForeignStore) {
+		t.Fatalf("refused with %v, want ErrForeignStore", err)
+	}
+	if _, err := m.Write(ctx, "r/a", []byte("A"), ""); err != nil {
+		t.Fatal(err)
+	}
+	for len(f.events) > 0 && ctx.Err() == nil { // the write's event taken
 		time.Sleep(5 * time.Millisecond)
 	}
 	stop()
 	if err := <-ran; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	select {
+	case err := <-refused:
+		t.Fatalf("the same refusal told twice: %v", err)
+	default:
+	}
+	if b, _, _ := local.Read(ctx, "keyring"); string(b) != "file store" {
+		t.Fatalf("folder touched: %q", b)
+	}
+	if _, _, err := local.Read(ctx, "r/a"); !errors.Is(err, backend.ErrNotFound) {
+		t.Fatalf("record mirrored into a file store: %v", err)
 	}
 }

@@ -1,18 +1,15 @@
 package configstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
-	"github.com/swarmkeep/swarmkeep/driver/backend"
 	"github.com/swarmkeep/swarmkeep/driver/store"
 )
 
@@ -27,6 +24,13 @@ type MirrorAPI interface {
 // and Run waits for the store to appear (a manager that uses a file store
 // runs the agent for its other loops).
 var ErrNoStore = errors.New("the swarm holds no replicated store")
+
+// ErrForeignStore is returned by Sync when the folder holds another store
+// than the swarm's and nothing says the mirror put it there: most likely a
+// manager's own file store, which the mirror must never replace unasked.
+// Like ErrNoStore, Run waits (and reports it through Refused) rather than
+// fail; Adopt allows the replacement.
+var ErrForeignStore = errors.New("holds another store than the swarm's")
 
 // MirrorLabel is the node label under which a manager's agent publishes the
 // Raft index its store folder has caught up with, for a store prefix: every
@@ -47,9 +51,31 @@ type Mirror struct {
 	// Publish is called after each pass that brought the folder up to
 	// index (a Raft index), to tell the other managers.
 	Publish func(ctx context.Context, index uint64) error
+	// Adopt lets the mirror replace a store in the folder that it did not
+	// put there (the migration of a manager's file store to the swarm's).
+	Adopt bool
+	// Refused, if set, is told why a pass left the folder alone
+	// (ErrNoStore, ErrForeignStore), once per distinct reason, so the
+	// operator reads it in the agent's log while Run waits.
+	Refused func(err error)
 
-	applied map[string]uint64 // key -> head index written to the folder
+	applied  map[string]uint64 // key -> head index written to the folder
+	swarmID  string            // store ID of the swarm keyring last fetched
+	owned    bool              // the last pass found the folder ours to write
+	lastDeny string            // the reason last given to Refused
+	// afterWrite, if set, runs after each write of a pass to the folder:
+	// tests read the folder there, as the plugin may at any moment.
+	afterWrite func()
 }
+
+func (m *Mirror) wrote() {
+	if m.afterWrite != nil {
+		m.afterWrite()
+	}
+}
+
+// idle reports whether err only means the folder is left alone for now.
+func idle(err error) bool { return errors.Is(err, ErrNoStore) || errors.Is(err, ErrForeignStore) }
 
 // Run mirrors until ctx ends.
 func (m *Mirror) Run(ctx context.Context) error {
@@ -66,7 +92,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	defer cancel()
 	// Events first, then the listing: nothing committed in between is missed.
 	msgs, errs := m.API.Events(ectx, events.ListOptions{Filters: filters.NewArgs(filters.Arg("type", string(events.ConfigEventType)))})
-	if err := m.Sync(ctx, local); err != nil && !errors.Is(err, ErrNoStore) {
+	if err := m.Sync(ctx, local); err != nil && !idle(err) {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -91,15 +117,13 @@ func (m *Mirror) Run(ctx context.Context) error {
 			// The heads named by the events first, so this manager's
 			// plugin answers at once; then the full pass, whose listing
 			// is what proves the index published.
-			for _, id := range drain(ev, msgs) {
-				if err := m.applyHead(ctx, local, id); err != nil && ctx.Err() == nil {
-					return err
-				}
+			if err := m.applyHeads(ctx, local, drain(ev, msgs)); err != nil && ctx.Err() == nil {
+				return err
 			}
 		case <-tick.C:
 			m.applied = map[string]uint64{} // compare every blob again
 		}
-		if err := m.Sync(ctx, local); err != nil && !errors.Is(err, ErrNoStore) {
+		if err := m.Sync(ctx, local); err != nil && !idle(err) {
 			if ctx.Err() != nil {
 				return nil // stopping: not a failure
 			}
@@ -128,19 +152,42 @@ func drain(first events.Message, c <-chan events.Message) []string {
 	return ids
 }
 
-// applyHead copies one head named by an event, if it is one of this
-// store's and newer than what the folder holds. The keyring's own order
-// (first) is kept because the writer wrote it first. Anything unexpected
-// is left to the full pass that follows.
-func (m *Mirror) applyHead(ctx context.Context, local *store.DirMedium, id string) error {
-	h, _, err := m.API.ConfigInspectWithRaw(ctx, id)
-	if err != nil || h.Spec.Labels[LabelStore] != m.Prefix || h.Spec.Labels[LabelKind] != kindHead {
-		return nil
+// applyHeads copies the heads named by a burst of events, one at a time,
+// if they are this store's and newer than what the folder holds. A burst
+// that changed the keyring is left whole to the full pass that follows:
+// the head read now may be a later keyring than the records beside it (a
+// rekey's last step, coalesced with its re-sealed records), and only the
+// pass orders the keyring against the records and writes them as one
+// batch. Anything unexpected is left to the pass too.
+func (m *Mirror) applyHeads(ctx context.Context, local *store.DirMedium, ids []string) error {
+	if !m.owned {
+		return nil // a folder the last pass refused is left to the next pass
 	}
+	heads := make([]swarm.Config, 0, len(ids))
+	for _, id := range ids {
+		h, _, err := m.API.ConfigInspectWithRaw(ctx, id)
+		if err != nil || h.Spec.Labels[LabelStore] != m.Prefix || h.Spec.Labels[LabelKind] != kindHead {
+			continue
+		}
+		if string(h.Spec.Data) == "keyring" {
+			return nil
+		}
+		heads = append(heads, h)
+	}
+	for _, h := range heads {
+		if err := m.applyHead(ctx, local, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Mirror) applyHead(ctx context.Context, local *store.DirMedium, h swarm.Config) error {
 	key := string(h.Spec.Data)
 	if headName(m.Prefix, key) != h.Spec.Name || m.applied[key] >= h.Version.Index {
 		return nil
 	}
+	var err error
 	var blob []byte
 	if !isTombstone(h) {
 		if blob, err = Assemble(h, func(id string) ([]byte, error) {
@@ -153,6 +200,7 @@ func (m *Mirror) applyHead(ctx context.Context, local *store.DirMedium, id strin
 	if err := apply(ctx, local, key, blob); err != nil {
 		return err
 	}
+	m.wrote()
 	m.applied[key] = h.Version.Index
 	return nil
 }
@@ -172,9 +220,14 @@ func (m *Mirror) Sync(ctx context.Context, local *store.DirMedium) error {
 	}
 	for range syncAttempts {
 		index, moved, err := m.pass(ctx, local)
+		m.owned = err == nil
+		if idle(err) {
+			m.refused(err)
+		}
 		if err != nil {
 			return err
 		}
+		m.lastDeny = ""
 		if moved {
 			continue // a head changed while we copied it: look again
 		}
@@ -186,127 +239,6 @@ func (m *Mirror) Sync(ctx context.Context, local *store.DirMedium) error {
 		return nil
 	}
 	return fmt.Errorf("swarm store %s keeps changing while being mirrored; trying again", m.Prefix)
-}
-
-// pass copies every head changed since the last pass; moved reports a head
-// whose chunks were superseded while it was read.
-func (m *Mirror) pass(ctx context.Context, local *store.DirMedium) (index uint64, moved bool, err error) {
-	heads, err := ListHeads(ctx, m.API, m.Prefix)
-	if err != nil {
-		return 0, false, err
-	}
-	var localKeys []string
-	if err := local.List(ctx, "", func(k string) error { localKeys = append(localKeys, k); return nil }); err != nil && !errors.Is(err, backend.ErrCorrupt) {
-		return 0, false, fmt.Errorf("listing %s: %w", m.Dir, err)
-	}
-	live := map[string]bool{}
-	for _, h := range heads {
-		index = max(index, h.Version.Index)
-		if !isTombstone(h) {
-			live[string(h.Spec.Data)] = true
-		}
-	}
-	if !live["keyring"] && len(localKeys) > 0 {
-		// Never wipe a folder for a store that is not there: a wrong
-		// prefix, or a file store on a manager that does not use the
-		// replicated store.
-		return 0, false, fmt.Errorf("%w %q, and %s holds a store: left as it is", ErrNoStore, m.Prefix, m.Dir)
-	}
-	// The keyring first: records sealed with a new data key must find it.
-	slices.SortFunc(heads, func(a, b swarm.Config) int {
-		ka, kb := string(a.Spec.Data) == "keyring", string(b.Spec.Data) == "keyring"
-		switch {
-		case ka == kb:
-			return 0
-		case ka:
-			return -1
-		}
-		return 1
-	})
-	// Many changed heads (a start, a catch-up): one listing of the data
-	// configs beats an inspect per chunk (11 ms each, measured).
-	var data map[string][]byte
-	changed := 0
-	for _, h := range heads {
-		if m.applied[string(h.Spec.Data)] != h.Version.Index {
-			changed++
-		}
-	}
-	if changed > bulkFetch {
-		cs, err := m.API.ConfigList(ctx, swarm.ConfigListOptions{Filters: filters.NewArgs(
-			filters.Arg("label", LabelStore+"="+m.Prefix), filters.Arg("label", LabelKind+"="+kindData))})
-		if err != nil {
-			return 0, false, engineErr("list data configs", err)
-		}
-		data = make(map[string][]byte, len(cs))
-		for _, c := range cs {
-			data[c.ID] = c.Spec.Data
-		}
-	}
-	for _, h := range heads {
-		key := string(h.Spec.Data)
-		if headName(m.Prefix, key) != h.Spec.Name || m.applied[key] >= h.Version.Index {
-			continue
-		}
-		var blob []byte
-		if !isTombstone(h) {
-			blob, err = Assemble(h, func(id string) ([]byte, error) {
-				if b, ok := data[id]; ok {
-					return b, nil
-				}
-				c, _, err := m.API.ConfigInspectWithRaw(ctx, id)
-				if err != nil {
-					return nil, err
-				}
-				return c.Spec.Data, nil
-			})
-			if err != nil {
-				moved = true
-				continue
-			}
-		}
-		if err := apply(ctx, local, key, blob); err != nil {
-			return 0, false, err
-		}
-		m.applied[key] = h.Version.Index
-	}
-	for _, k := range localKeys {
-		if !live[k] {
-			if err := apply(ctx, local, k, nil); err != nil {
-				return 0, false, err
-			}
-		}
-	}
-	return index, moved, nil
-}
-
-// apply makes key hold blob in the folder (nil: absent), writing only what
-// differs. The mirror is the folder's only writer; CAS guards a stray one.
-func apply(ctx context.Context, local *store.DirMedium, key string, blob []byte) error {
-	for range 3 {
-		cur, rev, err := local.Read(ctx, key)
-		if errors.Is(err, backend.ErrNotFound) {
-			cur, rev, err = nil, "", nil
-		}
-		if err != nil {
-			return fmt.Errorf("mirror %s: %w", key, err)
-		}
-		switch {
-		case blob == nil && rev == "", blob != nil && bytes.Equal(cur, blob):
-			return nil
-		case blob == nil:
-			err = local.Delete(ctx, key, rev)
-		default:
-			_, err = local.Write(ctx, key, blob, rev)
-		}
-		if !errors.Is(err, store.ErrConflict) {
-			if err != nil {
-				return fmt.Errorf("mirror %s: %w", key, err)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("mirror %s: the folder keeps changing under the mirror; is another writer using it?", key)
 }
 
 // IndexOf parses a published mirror label.
