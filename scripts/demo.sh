@@ -210,8 +210,8 @@ cat <<EOF
 Try it:
   ${DOCKER_HOST:+export DOCKER_HOST=$DOCKER_HOST
   }export SWARMKEEP_STORE=$store SWARMKEEP_KEY_FILE=$keyfile
-  printf 'new-value' | $cli put $secret
-  docker service update --force $service     # the new task gets the new value
+  printf 'new-value' | $cli put $secret --rollout   # store it, then roll every service that uses it
+  $cli uses $secret                                  # each running task and the version it was served
   docker exec \$(docker ps -q --filter label=com.docker.swarm.service.name=$service) cat /run/secrets/$secret
 
 Clean up (service, secret, plugin, $demo${DOCKER_HOST:+, and the private engine if the demo started it}):
