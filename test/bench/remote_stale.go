@@ -11,6 +11,10 @@ import (
 // so its entries are past TTL a moment after the stop.
 const staleTTL = time.Second
 
+// replicaStaleAfter is driver/etcdstore's bound on an unconfirmed watch,
+// after which the replica's answers are marked stale.
+const replicaStaleAfter = 3 * time.Second
+
 // measureStale, for each backend: two fresh shipped binaries, one with the
 // default cache_ttl (warm) and one with cache_ttl 1s (stale), both read
 // every name once, so the stale one's last-known-good copies are written
@@ -29,6 +33,9 @@ const staleTTL = time.Second
 func measureStale(ctx context.Context, cfg config, bins binaries, r *remote, sockDir string, rep *report) {
 	for _, kind := range r.kinds() {
 		verdicts := [][2]string{{stopLabel(kind) + "p99 from LKG copies/warm", "<= 2.00x"}, {stopLabel(kind) + "errors, unmarked answers", "= 0"}}
+		if kind == kindEtcd {
+			verdicts = verdicts[1:] // the p99 is shown, not judged: see stale
+		}
 		skipped, err := r.unusable(kind)
 		if err == nil && skipped == "" {
 			err = stale(ctx, cfg, bins, r, kind, sockDir, rep)
@@ -80,7 +87,14 @@ func stale(ctx context.Context, cfg config, bins binaries, r *remote, kind, sock
 		return err
 	}
 	logf("  %s stopped in %s", kind, fmtDur(time.Since(stopped)))
-	time.Sleep(staleTTL + 100*time.Millisecond)
+	wait := staleTTL + 100*time.Millisecond
+	if kind == kindEtcd {
+		// etcd is read from each plugin's replica, not a TTL cache: its
+		// answers are marked stale once the watch has gone unconfirmed for
+		// the replica's bound (3 s, driver/etcdstore/replica.go).
+		wait = replicaStaleAfter + 500*time.Millisecond
+	}
+	time.Sleep(wait)
 
 	s0, err := s.scrape()
 	if err != nil {
@@ -99,6 +113,9 @@ func stale(ctx context.Context, cfg config, bins binaries, r *remote, kind, sock
 		return err
 	}
 	for _, x := range []*proc{w, w2} {
+		if kind == kindEtcd {
+			break // every etcd plugin answers from its replica now
+		}
 		m, err := x.scrape()
 		if err != nil {
 			return err
@@ -127,8 +144,16 @@ func stale(ctx context.Context, cfg config, bins binaries, r *remote, kind, sock
 		fmt.Sprintf("%s (p50 %s, %.0f req/s, CPU/request %s)", fmtDur(old.P99), fmtDur(old.P50), res.pooled[2].RPS, fmtDur(res.cpu[2])))
 	pr, shown := medianRatio(res.p99[2])
 	_, noise := medianRatio(res.p99[1])
-	rep.judgeNoise(stopLabel(kind)+"p99 from LKG copies/warm", pr, "ratio",
-		fmt.Sprintf("%s; pooled %s over warm %s%s", shown, fmtDur(old.P99), fmtDur(warm.P99), res.stalls()), "<= 2.00x", "warm2/warm "+noise, pr <= 2)
+	if kind == kindEtcd {
+		// With etcd stopped every plugin, the "warm" ones too, answers
+		// from its replica: there is no live reference in this run, so the
+		// ratio is shown, not judged (section 1 has the warm figures).
+		rep.info(stopLabel(kind)+"p99 from the replica, etcd stopped/other plugins", pr, "ratio",
+			fmt.Sprintf("%s; pooled %s over %s; every plugin answers from its replica", shown, fmtDur(old.P99), fmtDur(warm.P99)))
+	} else {
+		rep.judgeNoise(stopLabel(kind)+"p99 from LKG copies/warm", pr, "ratio",
+			fmt.Sprintf("%s; pooled %s over warm %s%s", shown, fmtDur(old.P99), fmtDur(warm.P99), res.stalls()), "<= 2.00x", "warm2/warm "+noise, pr <= 2)
+	}
 	bad := int64(failed) + answered - marked
 	shown = fmt.Sprintf("%d (%d errors, %d not counted stale by the plugin, of %d answers)", bad, failed, answered-marked, answered)
 	if last != nil {
