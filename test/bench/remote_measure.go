@@ -87,11 +87,10 @@ func herd(ctx context.Context, cfg config, bins binaries, r *remote, kind, sockD
 		return 0, "", err
 	}
 	d := func(what string) uint64 { return m1.cacheStat(kind, what) - m0.cacheStat(kind, what) }
-	calls := int(d("backend_calls_total"))
+	calls := after - before
 	what := fmt.Sprintf("Range RPCs etcd saw during the burst; the plugin made %d backend calls (answers from its replica)", d("backend_calls_total"))
-	calls = after - before
 	if kind == kindVault {
-		calls, what = after-before, fmt.Sprintf("Vault reads of the path; the cache made %d backend calls", d("backend_calls_total"))
+		what = fmt.Sprintf("Vault reads of the path; the cache made %d backend calls", d("backend_calls_total"))
 	}
 	shown := fmt.Sprintf("%d %s (%s answers in %s; %d coalesced, %d cache hits)",
 		calls, what, label(cfg.burst), fmtDur(took), d("coalesced_total"), d("swarmkeep_cache_hits_total"))
