@@ -73,6 +73,38 @@ func put(t *testing.T, e *engine, name string, value []byte, extra ...string) {
 	mustCLI(t, e, value, append([]string{"put", name}, extra...)...)
 }
 
+// awaitServed polls each of engines (every 2 ms) until its plugin answers
+// secret with want, and returns how long each took from ack.
+func awaitServed(t *testing.T, ack time.Time, engines []*engine, secret string, want []byte) []time.Duration {
+	t.Helper()
+	var lat []time.Duration
+	for _, e := range engines {
+		for {
+			got, _, err := e.getSecret(secret)
+			if err == nil && bytes.Equal(got, want) {
+				lat = append(lat, time.Since(ack))
+				break
+			}
+			if time.Since(ack) > 30*time.Second {
+				t.Fatalf("manager %d did not answer the put of %s within 30s", e.n, secret)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return lat
+}
+
+// latencies is the log line's summary of lat: percentiles and every sample.
+func latencies(lat []time.Duration) string {
+	ms := make([]string, len(lat))
+	for i, d := range slices.Sorted(slices.Values(lat)) {
+		ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
+	}
+	return fmt.Sprintf("p50 %s p90 %s p99 %s max %s (%d samples, ms: %s)",
+		percentile(lat, .5).Round(time.Millisecond), percentile(lat, .9).Round(time.Millisecond), percentile(lat, .99).Round(time.Millisecond),
+		slices.Max(lat).Round(time.Millisecond), len(lat), strings.Join(ms, " "))
+}
+
 func percentile(d []time.Duration, p float64) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
@@ -109,27 +141,10 @@ func TestReplicatedStore(t *testing.T) {
 			put(t, e2, "bench", v, "--wait", "0")
 			ack := time.Now()
 			acked = append(acked, ack.Sub(t0))
-			for _, e := range []*engine{e1, e3} {
-				for {
-					got, _, err := e.getSecret("bench")
-					if err == nil && bytes.Equal(got, v) {
-						lat = append(lat, time.Since(ack))
-						break
-					}
-					if time.Since(ack) > 30*time.Second {
-						t.Fatalf("manager %d did not answer the put within 30s", e.n)
-					}
-					time.Sleep(2 * time.Millisecond)
-				}
-			}
+			lat = append(lat, awaitServed(t, ack, []*engine{e1, e3}, "bench", v)...)
 		}
-		ms := make([]string, len(lat))
-		for i, d := range slices.Sorted(slices.Values(lat)) {
-			ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
-		}
-		logf("put -> served by another manager's plugin: p50 %s p90 %s p99 %s max %s (%d samples, ms: %s); put command (process, commit) p50 %s",
-			percentile(lat, .5).Round(time.Millisecond), percentile(lat, .9).Round(time.Millisecond), percentile(lat, .99).Round(time.Millisecond),
-			slices.Max(lat).Round(time.Millisecond), len(lat), strings.Join(ms, " "), percentile(acked, .5).Round(time.Millisecond))
+		logf("put -> served by another manager's plugin: %s; put command (process, commit) p50 %s",
+			latencies(lat), percentile(acked, .5).Round(time.Millisecond))
 		var waited []time.Duration
 		for i := range 5 {
 			t0 := time.Now()

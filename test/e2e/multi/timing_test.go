@@ -3,12 +3,8 @@
 package multi
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -43,25 +39,7 @@ func TestEtcdPutToEveryManagerTime(t *testing.T) {
 		v := []byte(fmt.Sprintf("etcd-bench-%d-%s", i, randHex(4)))
 		etcdPut(t, from, "ebench", v, "--wait", "0")
 		ack := time.Now()
-		for _, e := range others {
-			for {
-				got, _, err := e.getSecret(etcdName + ":ebench")
-				if err == nil && bytes.Equal(got, v) {
-					lat = append(lat, time.Since(ack))
-					break
-				}
-				if time.Since(ack) > 30*time.Second {
-					t.Fatalf("manager %d did not answer the etcd put within 30s", e.n)
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-		}
+		lat = append(lat, awaitServed(t, ack, others, etcdName+":ebench", v)...)
 	}
-	ms := make([]string, len(lat))
-	for i, d := range slices.Sorted(slices.Values(lat)) {
-		ms[i] = strconv.FormatInt(d.Milliseconds(), 10)
-	}
-	logf("etcd put -> served by another manager's plugin: p50 %s p90 %s max %s (%d samples, ms: %s)",
-		percentile(lat, .5).Round(time.Millisecond), percentile(lat, .9).Round(time.Millisecond),
-		slices.Max(lat).Round(time.Millisecond), len(lat), strings.Join(ms, " "))
+	logf("etcd put -> served by another manager's plugin: %s", latencies(lat))
 }
