@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,7 +35,8 @@ with the OS user). It never holds a value. Only the swarm leader asks the
 plugin: run this on the manager that was leader for the period, and after a
 leader change on each manager.
 
-  --file FILE      the trail (env ` + EnvCLIAuditFile + `, default ` + auditDefaultFile + `)
+  --file FILE      the trail (env ` + EnvCLIAuditFile + `; default: the installed plugin's
+                   AUDIT_FILE on the host, through its state mount, else ` + auditDefaultFile + `)
   --all            read the rotated FILE.1 first (rotate with delaycompress)
   --follow         keep printing records as they are written, as tail -f does, through
                    a rotation (rename or copytruncate); stop with Ctrl-C
@@ -56,11 +58,8 @@ leader change on each manager.
 
 func runAudit(env *cliEnv, args []string) error {
 	fset := flag.NewFlagSet("audit", flag.ContinueOnError)
-	file := auditDefaultFile
-	if v := env.getenv(EnvCLIAuditFile); v != "" {
-		file = v
-	}
-	fset.StringVar(&file, "file", file, "audit file")
+	var file string
+	fset.StringVar(&file, "file", "", "audit file")
 	all := fset.Bool("all", false, "read FILE.1 first")
 	follow := fset.Bool("follow", false, "follow the file")
 	format, asJSON := formatFlag(fset, true)
@@ -99,6 +98,9 @@ func runAudit(env *cliEnv, args []string) error {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 
+	if file == "" {
+		file = defaultTrail(context.Background(), env)
+	}
 	files, err := openTrail(file, *all)
 	if err != nil {
 		return err

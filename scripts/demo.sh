@@ -137,7 +137,7 @@ if [ "$(id -u)" != 0 ] && ! docker info --format '{{.SecurityOptions}}' 2>/dev/n
   fail "run the demo as root (sudo make demo): the plugin runs as root and refuses a store folder owned by another user"
 fi
 # The CLI reads its store and key paths from these (defaults: the host's real paths).
-export SWARMKEEP_STORE=$store SWARMKEEP_KEY_FILE=$keyfile
+export SWARMKEEP_STORE=$store SWARMKEEP_KEY_FILE=$keyfile SWARMKEEP_AUDIT_FILE=$state/audit/audit.log
 if [ -e "$store" ] && [ -f "$keyfile" ]; then
   info "reusing the demo store from an earlier run"
 else
@@ -209,7 +209,7 @@ cat <<EOF
 
 Try it:
   ${DOCKER_HOST:+export DOCKER_HOST=$DOCKER_HOST
-  }export SWARMKEEP_STORE=$store SWARMKEEP_KEY_FILE=$keyfile
+  }export SWARMKEEP_STORE=$store SWARMKEEP_KEY_FILE=$keyfile SWARMKEEP_AUDIT_FILE=$state/audit/audit.log
   printf 'new-value' | $cli put $secret --rollout   # store it, then roll every service that uses it
   $cli uses $secret                                  # each running task and the version it was served
   docker exec \$(docker ps -q --filter label=com.docker.swarm.service.name=$service) cat /run/secrets/$secret

@@ -230,7 +230,9 @@ func measureImport(ctx context.Context, cfg config, bins binaries, st *stores, d
 	storeDir := filepath.Join(dir, "put-store")
 	run := func(stdin []byte, args ...string) error {
 		cmd := exec.CommandContext(ctx, bins.plugin, args...)
-		cmd.Env = []string{}
+		// The operator records go to a trail of the bench's own (written,
+		// as for a user, never the host's).
+		cmd.Env = []string{"SWARMKEEP_AUDIT_FILE=" + filepath.Join(dir, "audit", "audit.log")}
 		cmd.Stdin = bytes.NewReader(stdin)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("swarmkeep %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
