@@ -181,7 +181,10 @@ func rolloutNames(ctx context.Context, env *cliEnv, s *store.Store, sf storeFlag
 		res, err := rollout.Roll(sctx, api, r.id, rollout.Options{
 			Checks: r.checks,
 			Progress: func(p rollout.Progress) {
-				line := fmt.Sprintf("%s: %s, %d/%d tasks updated", p.Service, p.State, p.Updated, p.Total)
+				line := p.Service + ": " + p.State
+				if p.Total > 0 { // none yet while waiting or requested
+					line += fmt.Sprintf(", %d/%d tasks updated", p.Updated, p.Total)
+				}
 				if p.Message != "" {
 					line += ": " + p.Message
 				}

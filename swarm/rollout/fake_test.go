@@ -31,8 +31,12 @@ type fakeSwarm struct {
 	failAfter     int    // batches after which the update fails (0: never)
 	failureAction string // what a failure does: rollback or pause
 	crashLate     bool   // a new task crashes (and is replaced) after the update completed
+	stuckRollback bool   // a rollback under way never ends
+	rollbackSeen  int    // inspections of the rollback under way
 	updates       int    // ServiceUpdate calls that succeeded
-	listErr       error
+	// updateStates is the service's update state at each ServiceUpdate.
+	updateStates []swarm.UpdateState
+	listErr      error
 }
 
 func newFake() *fakeSwarm {
@@ -136,6 +140,7 @@ func (f *fakeSwarm) ServiceUpdate(_ context.Context, id string, v swarm.Version,
 	if v.Index != svc.Version.Index {
 		return swarm.ServiceUpdateResponse{}, errors.New("update out of sequence")
 	}
+	f.updateStates = append(f.updateStates, svc.UpdateStatus.State)
 	svc.Spec = spec
 	svc.Version.Index++
 	svc.Meta.UpdatedAt = f.tick()
@@ -167,6 +172,22 @@ func (f *fakeSwarm) step(svc *swarm.Service) {
 	}
 	us := svc.UpdateStatus
 	updating := us != nil && us.State == swarm.UpdateStateUpdating
+	if us != nil && us.State == swarm.UpdateStateRollbackStarted && !f.stuckRollback {
+		// Seen under way by one inspection, ended by the next.
+		if f.rollbackSeen++; f.rollbackSeen < 2 {
+			return
+		}
+		f.rollbackSeen = 0
+		// The rollback replaces the tasks of the failed spec in one go.
+		for _, i := range old {
+			f.tasks[i].DesiredState, f.tasks[i].Status.State = swarm.TaskStateShutdown, swarm.TaskStateShutdown
+			f.newTask(svc, f.tasks[i].Slot)
+		}
+		done := f.tick()
+		us.State, us.CompletedAt, us.Message = swarm.UpdateStateRollbackCompleted, &done, "rollback completed"
+		svc.Meta.UpdatedAt = f.tick()
+		return
+	}
 	if len(old) == 0 && !updating {
 		if f.crashLate && f.updates > 0 && us != nil && us.State == swarm.UpdateStateCompleted {
 			// A task slow to start fails after Swarm's monitor window:
@@ -183,8 +204,8 @@ func (f *fakeSwarm) step(svc *swarm.Service) {
 		return
 	}
 	if !updating {
-		if us != nil && (us.State == swarm.UpdateStatePaused || us.State == swarm.UpdateStateRollbackStarted) && us.StartedAt.After(svc.Meta.UpdatedAt.Add(-time.Hour/2)) {
-			return // this update paused or rolls back: nothing moves
+		if us != nil && us.State == swarm.UpdateStatePaused && us.StartedAt.After(svc.Meta.UpdatedAt.Add(-time.Hour/2)) {
+			return // this update paused: nothing moves
 		}
 		if f.delayStart > 0 {
 			f.delayStart--

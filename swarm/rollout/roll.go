@@ -87,12 +87,10 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		o.Poll = 500 * time.Millisecond
 	}
 	start := time.Now()
-	before, force, err := forceUpdate(ctx, api, serviceID)
-	if err != nil {
-		return Result{}, err
-	}
-	name := before.Spec.Name
-	var last Progress
+	var (
+		name string
+		last Progress
+	)
 	report := func(p Progress) {
 		p.Service = name
 		if p != last && o.Progress != nil {
@@ -100,6 +98,14 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		}
 		last = p
 	}
+	if err := awaitIdle(ctx, api, serviceID, o.Poll, &name, report); err != nil {
+		return Result{}, err
+	}
+	before, force, err := forceUpdate(ctx, api, serviceID)
+	if err != nil {
+		return Result{}, err
+	}
+	name = before.Spec.Name
 	report(Progress{State: "requested", Message: fmt.Sprintf("update %d of the task template requested", force)})
 	settle := o.Settle
 	if settle <= 0 {
@@ -126,7 +132,13 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		us := svc.UpdateStatus
 		ours := us != nil && us.StartedAt != nil && us.StartedAt.After(before.Meta.UpdatedAt)
 		// Before the spec check: a rollback puts the previous spec back
-		// (ForceUpdate included) in the same write as its status.
+		// (ForceUpdate included) in the same write as its status. It is
+		// reported once Swarm finished it, so that the operator's next
+		// step (swarmkeep rollback) does not interrupt it.
+		if ours && us.State == swarm.UpdateStateRollbackStarted {
+			report(Progress{State: string(us.State), Message: us.Message})
+			continue
+		}
 		if ours && strings.HasPrefix(string(us.State), "rollback") {
 			return Result{}, &Failure{Service: name, RolledBack: true, Reason: fmt.Sprintf("%s: %s", us.State, us.Message)}
 		}
@@ -183,6 +195,38 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		}
 		report(Progress{State: state, Updated: len(fresh), Total: total, Message: updateMessage(us, ours)})
 	}
+}
+
+// awaitIdle waits (bounded by ctx) until no update or rollback of the
+// service is under way. Swarm's updater and its restart supervisor act on
+// the same slots: an update started while a rollback still replaces tasks
+// can leave a slot with two running tasks that Swarm never removes
+// (moby/moby#41804, moby/swarmkit#2242, seen with start-first order).
+func awaitIdle(ctx context.Context, api API, serviceID string, poll time.Duration, name *string, report func(Progress)) error {
+	for {
+		svc, _, err := api.ServiceInspectWithRaw(ctx, serviceID, swarm.ServiceInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("service %s: inspecting: %w", serviceID, err)
+		}
+		*name = svc.Spec.Name
+		us := svc.UpdateStatus
+		if us == nil || (us.State != swarm.UpdateStateUpdating && us.State != swarm.UpdateStateRollbackStarted) {
+			return nil
+		}
+		report(Progress{State: "waiting", Message: fmt.Sprintf("the service's own %s is under way (%s); waiting for it to end", updateKind(us.State), us.State)})
+		select {
+		case <-ctx.Done():
+			return &Failure{Service: svc.Spec.Name, Reason: fmt.Sprintf("its own %s did not end in time: %v (wait for docker service ps %s to settle, then run this again)", updateKind(us.State), ctx.Err(), svc.Spec.Name)}
+		case <-time.After(poll):
+		}
+	}
+}
+
+func updateKind(s swarm.UpdateState) string {
+	if strings.HasPrefix(string(s), "rollback") {
+		return "rollback"
+	}
+	return "update"
 }
 
 // forceUpdate bumps ForceUpdate on the current spec. A concurrent change

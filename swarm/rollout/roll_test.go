@@ -99,7 +99,45 @@ func TestRollFailsNamingAServiceThatRollsBack(t *testing.T) {
 			if IsRolledBack(err) != (action == swarm.UpdateFailureActionRollback) {
 				t.Fatalf("IsRolledBack = %v for %s: %v", IsRolledBack(err), action, err)
 			}
+			// Reported once Swarm finished the rollback, not when it began.
+			if action == swarm.UpdateFailureActionRollback && (!strings.Contains(err.Error(), "rollback_completed") || f.services[id].UpdateStatus.State != swarm.UpdateStateRollbackCompleted) {
+				t.Fatalf("reported before the rollback ended: %v (state %s)", err, f.services[id].UpdateStatus.State)
+			}
 		})
+	}
+}
+
+// TestRollWaitsForARollbackUnderWay: an update started while Swarm's own
+// rollback still replaces tasks can leave a slot with two running tasks
+// (seen in e2e with start-first order), so Roll starts only after it.
+func TestRollWaitsForARollbackUnderWay(t *testing.T) {
+	f := newFake()
+	sec := f.addSecret("db", "swarmkeep", nil)
+	id := f.addService("api", 2, nil, &swarm.UpdateConfig{Parallelism: 1, Order: swarm.UpdateOrderStartFirst}, sec)
+	started := f.tick()
+	f.services[id].UpdateStatus = &swarm.UpdateStatus{State: swarm.UpdateStateRollbackStarted, StartedAt: &started, Message: "update rolled back due to failure"}
+	f.version = 2
+	var prog []Progress
+	if _, err := Roll(rollCtx(t), f, id, fastOptions(f, 2, &prog)); err != nil {
+		t.Fatalf("Roll: %v", err)
+	}
+	if len(f.updateStates) != 1 || f.updateStates[0] != swarm.UpdateStateRollbackCompleted {
+		t.Fatalf("service updated in states %v, want once after the rollback completed", f.updateStates)
+	}
+	if len(prog) == 0 || prog[0].State != "waiting" || !strings.Contains(prog[0].Message, "rollback is under way") || prog[0].Service != "api" {
+		t.Fatalf("first progress %+v, want waiting for api's rollback", prog)
+	}
+
+	// A rollback that does not end: bounded, named, no update sent.
+	f2 := newFake()
+	id = f2.addService("api", 1, nil, nil, f2.addSecret("db", "swarmkeep", nil))
+	f2.services[id].UpdateStatus = &swarm.UpdateStatus{State: swarm.UpdateStateRollbackStarted, StartedAt: &started}
+	f2.stuckRollback = true
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := Roll(ctx, f2, id, fastOptions(f2, 2, nil))
+	if err == nil || !strings.Contains(err.Error(), "service api") || !strings.Contains(err.Error(), "rollback did not end in time") || f2.updates != 0 {
+		t.Fatalf("Roll = %v after %d updates, want the unfinished rollback named and no update", err, f2.updates)
 	}
 }
 
