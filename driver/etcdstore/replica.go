@@ -73,6 +73,7 @@ type Replica struct {
 	confirmed time.Time // when it last was; zero before the first list
 	loadedAt  time.Time // the saved time of the copy read from disk
 	lastErr   error     // why the copy is stale, for messages
+	changes   changeLog // for the store's watch (replicawatch.go)
 
 	refresh chan struct{}
 	dirty   chan struct{}
@@ -160,6 +161,13 @@ func (r *Replica) Staleness() (stale bool, age time.Duration, why error) {
 		at = r.loadedAt
 	}
 	return true, r.now().Sub(at), r.lastErr
+}
+
+// isLive reports whether etcd confirmed the copy within staleAfter.
+func (r *Replica) isLive() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.live
 }
 
 // Applied is the revision the copy holds every change up to.

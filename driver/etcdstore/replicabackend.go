@@ -103,14 +103,22 @@ func (b *replicaBackend) Get(ctx context.Context, ref backend.Ref) (backend.Secr
 
 // The store's optional interfaces are not promoted through the embedded
 // backend.Backend, so each one the plugin looks for is forwarded here.
-// backend.MemoryGetter is not: the driver hands a memory answer on as it
-// is, so one from the copy would skip the stale mark and max_stale above;
-// and the store answers from memory only on a medium that reports its
-// changes ([store.Watcher]), which the replica is not.
 var (
-	_ backend.Counter  = (*replicaBackend)(nil)
-	_ backend.Digester = (*replicaBackend)(nil)
+	_ backend.Counter      = (*replicaBackend)(nil)
+	_ backend.Digester     = (*replicaBackend)(nil)
+	_ backend.MemoryGetter = (*replicaBackend)(nil)
 )
+
+// GetFromMemory is backend.MemoryGetter: the store's cached record, only
+// while etcd confirms the copy. The driver hands a memory answer on as it
+// is, so a stale copy's answers take Get, which marks them and applies
+// max_stale.
+func (b *replicaBackend) GetFromMemory(ref backend.Ref) (backend.Secret, bool) {
+	if !b.r.isLive() {
+		return backend.Secret{}, false
+	}
+	return b.Backend.(backend.MemoryGetter).GetFromMemory(ref)
+}
 
 // Digest is backend.Digester, from the copy, so /health and swarmkeep
 // status compare what each manager's replica serves.

@@ -101,6 +101,7 @@ func (r *Replica) relist(ctx context.Context) error {
 	r.mu.Lock()
 	r.kv, r.rev = kv, at
 	r.live, r.confirmed, r.lastErr = true, r.now(), nil
+	r.changes.reset()
 	r.mu.Unlock()
 	r.changed()
 	return nil
@@ -166,6 +167,7 @@ func (r *Replica) apply(resp clientv3.WatchResponse) {
 		case mvccpb.DELETE:
 			delete(r.kv, key)
 		}
+		r.changes.note(key)
 		r.rev = max(r.rev, ev.Kv.ModRevision)
 	}
 	if resp.IsProgressNotify() {

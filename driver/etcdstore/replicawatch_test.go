@@ -1,0 +1,106 @@
+package etcdstore
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/swarmkeep/swarmkeep/driver/backend"
+	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
+)
+
+// memoryValue is the plugin's from-memory answer for name: "" when there
+// is none (the request would take the full path).
+func memoryValue(t *testing.T, b backend.Backend, name string) string {
+	t.Helper()
+	mg, ok := b.(backend.MemoryGetter)
+	if !ok {
+		t.Fatalf("%T answers nothing from memory", b)
+	}
+	sec, ok := mg.GetFromMemory(backend.Ref{Name: name})
+	if !ok {
+		return ""
+	}
+	return string(sec.Value)
+}
+
+// TestReplicaMemoryAnswers: a warm read is answered from the store's cache
+// with no look at the copy, yet never older than what the replica applied:
+// each put another writer waited for is the next answer, a removed name
+// has none, a new list drops everything, and a copy etcd no longer
+// confirms answers nothing from memory (Get marks it stale).
+func TestReplicaMemoryAnswers(t *testing.T) {
+	fastReplica(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	cfg := testConfig(t, c)
+	initStore(t, cfg)
+	w, wm := writer(t, cfg)
+	mustPut(t, w, "app/db", "v1")
+	p := openBackendT(t, pluginSettings(t, cfg, "mem"))
+	waitApplied := func() {
+		t.Helper()
+		if _, lag, err := wm.WaitApplied(testCtx(t, 5*time.Second)); err != nil || len(lag) > 0 {
+			t.Fatal(lag, err)
+		}
+	}
+	waitApplied()
+	if v, err := getValue(t, p, "app/db"); err != nil || v != "v1" {
+		t.Fatalf("Get: %q, %v", v, err)
+	}
+	if v := memoryValue(t, p, "app/db"); v != "v1" {
+		t.Fatalf("warm read from memory: %q, want v1", v)
+	}
+	for i := 2; i <= 20; i++ {
+		want := fmt.Sprintf("v%d", i)
+		mustPut(t, w, "app/db", want)
+		waitApplied()
+		if v := memoryValue(t, p, "app/db"); v != "" && v != want {
+			t.Fatalf("put %d: memory answered %q, want %q or none", i, v, want)
+		}
+		if v, err := getValue(t, p, "app/db"); err != nil || v != want {
+			t.Fatalf("put %d: Get %q, %v", i, v, err)
+		}
+		if v := memoryValue(t, p, "app/db"); v != want {
+			t.Fatalf("put %d: not cached again after Get: %q", i, v)
+		}
+	}
+
+	if err := w.Remove(testCtx(t, 5*time.Second), "app/db", 0); err != nil {
+		t.Fatal(err)
+	}
+	waitApplied()
+	if v := memoryValue(t, p, "app/db"); v != "" {
+		t.Fatalf("removed name answered from memory: %q", v)
+	}
+	if _, err := getValue(t, p, "app/db"); err == nil {
+		t.Fatal("removed name still served")
+	}
+
+	mustPut(t, w, "app/db", "again")
+	waitApplied()
+	if v, err := getValue(t, p, "app/db"); err != nil || v != "again" {
+		t.Fatalf("Get after re-put: %q, %v", v, err)
+	}
+	r := replicaOf(t, p)
+	lists := r.lists.Load()
+	p.(*replicaBackend).Refresh("")
+	waitFor(t, "a new list", func() bool { return r.lists.Load() > lists })
+	if v := memoryValue(t, p, "app/db"); v != "" {
+		t.Fatalf("after a new list the cache answered %q", v)
+	}
+	if v, err := getValue(t, p, "app/db"); err != nil || v != "again" {
+		t.Fatalf("Get after the list: %q, %v", v, err)
+	}
+
+	if err := c.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	waitStale(t, p)
+	if v := memoryValue(t, p, "app/db"); v != "" {
+		t.Fatalf("stale copy answered from memory: %q (unmarked)", v)
+	}
+	sec, err := p.Get(testCtx(t, time.Second), backend.Ref{Name: "app/db"})
+	if err != nil || string(sec.Value) != "again" || !sec.Stale {
+		t.Fatalf("stale Get: %q stale %v, %v", sec.Value, sec.Stale, err)
+	}
+}
