@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,10 @@ type Lazy struct {
 	typ      string
 	settings Settings
 
+	// opened mirrors b for the request path, which reads it without
+	// taking mu (every request of a warm plugin asks for it).
+	opened atomic.Pointer[openBackend]
+
 	mu      sync.Mutex
 	b       Backend
 	lastErr error
@@ -39,8 +44,13 @@ func NewLazy(typ string, s Settings) *Lazy {
 	return &Lazy{typ: typ, settings: s, now: time.Now}
 }
 
+type openBackend struct{ b Backend }
+
 // get returns the open backend, or the error of the latest attempt.
 func (l *Lazy) get(ctx context.Context) (Backend, error) {
+	if o := l.opened.Load(); o != nil {
+		return o.b, nil
+	}
 	l.mu.Lock()
 	if l.b != nil {
 		b := l.b
@@ -119,6 +129,7 @@ func (l *Lazy) open(done chan struct{}) {
 		l.lastErr = fmt.Errorf("%w: %w", ErrCannotOpen, err)
 	} else {
 		l.b, l.lastErr = b, nil
+		l.opened.Store(&openBackend{b})
 	}
 	l.opening = nil
 	close(done)
@@ -136,11 +147,10 @@ func (l *Lazy) Get(ctx context.Context, ref Ref) (Secret, error) {
 // GetFromMemory is [MemoryGetter]: the open backend's answer from memory,
 // if it is open and can give one.
 func (l *Lazy) GetFromMemory(ref Ref) (Secret, bool) {
-	l.mu.Lock()
-	b := l.b
-	l.mu.Unlock()
-	if m, ok := b.(MemoryGetter); ok {
-		return m.GetFromMemory(ref)
+	if o := l.opened.Load(); o != nil {
+		if m, ok := o.b.(MemoryGetter); ok {
+			return m.GetFromMemory(ref)
+		}
 	}
 	return Secret{}, false
 }
@@ -152,6 +162,7 @@ func (l *Lazy) Close() error {
 	if l.b == nil {
 		return nil
 	}
+	l.opened.Store(nil)
 	err := l.b.Close()
 	l.b = nil
 	return err
