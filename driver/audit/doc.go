@@ -9,9 +9,8 @@
 // one already answered to the engine, which the driver builds without values.
 //
 // An answer leaves only after its record's write(2) has returned, as with
-// Vault's audit devices; records of answers made at once share one write
-// (group commit), so the trail costs a busy plugin fewer system calls than
-// answers.
+// Vault's audit devices; records queued while a write runs share the next
+// one (group commit), so a burst costs fewer system calls than answers.
 //
 // The package never logs. Write failures are counted ([Writer.Errors],
 // [Writer.LastError]) for the binary to log and report; they never fail or

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,13 +106,17 @@ const maxKeptBatch = 64 << 10
 // It is a driver.Observer: it runs on the request path, so it never waits on
 // anything but the trail's writes, and a failure is counted, not returned.
 //
-// Records of answers made at once share one write(2) (group commit): the
-// first caller yields the processor once, so requests running beside it
-// queue their records too, then writes them all and becomes the writer;
-// callers arriving while that write runs queue theirs, and the first of
-// them to wake writes the whole queue at once and lets the others go. So the answer still
-// leaves only after its record is written, as with one write per record,
-// at a fraction of the system calls under load.
+// Records queued while a write runs share the next write(2) (group
+// commit): the caller that finds no write running writes at once, callers
+// arriving meanwhile queue their records, and the first of them to wake
+// writes the whole queue and lets the others go. So an answer leaves only
+// after its record is written, and a burst costs fewer system calls than
+// records. The first caller does not yield to gather more records: on the
+// request path a yield runs the goroutine net/http starts to watch the
+// connection once the body is read, which then costs a read(2) that finds
+// nothing and a wake-up through the poller. Measured at c=8 on 2 cores:
+// with the yield 1.45 writes and 2.98 reads per request, without it 2.0 and
+// 2.0 (the null plugin's reads), and about 6% less CPU per request.
 //
 // There is no fsync per record: it would cost the swarm leader milliseconds
 // per task while it holds up task assignment. A written record is in the page
@@ -168,23 +171,9 @@ func (w *Writer) write(r *Record, now time.Time) {
 	linePool.Put(bp)
 	w.queued++
 	mine := w.queued
-	yielded := false
 	for w.written < mine {
 		if w.writing {
 			w.done.Wait()
-			continue
-		}
-		if !yielded {
-			// About to write: first let the requests already running
-			// on other goroutines reach this point, so their records
-			// share this write(2). Without it, at the engine's
-			// concurrency on a few cores, almost every record got a
-			// write of its own. With nothing else runnable it returns
-			// at once.
-			yielded = true
-			w.mu.Unlock()
-			runtime.Gosched()
-			w.mu.Lock()
 			continue
 		}
 		w.writeBatch(now)
