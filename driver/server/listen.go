@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,12 +13,26 @@ import (
 // connection that never sends a request, sends its header byte by byte,
 // or sits idle forever costs a goroutine and a file descriptor, and
 // without limits a thousand of them stay until the plugin restarts.
+//
+// The timeouts are kept by the connection limiter's reaper (see reap), not
+// by net/http's per-connection deadlines: those cost each request five
+// deadline changes on the runtime's timers, about 5% of the plugin's CPU
+// per request at the engine's concurrency. The reaper looks at every
+// connection a few times per shortest timeout, so a limit holds within a
+// quarter of it (at most a second) more.
 type socketLimits struct {
+	// ReadHeaderTimeout bounds a new connection's wait for its first
+	// request and the read of each request's header.
 	ReadHeaderTimeout time.Duration
-	ReadTimeout       time.Duration
-	WriteTimeout      time.Duration
-	IdleTimeout       time.Duration
-	MaxHeaderBytes    int
+	// ReadTimeout bounds reading a request, header and body; the body is
+	// read by the handler, so it counts in the handler's bound as well.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds the handler, from reading the body to writing
+	// the answer.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a connection with no request for that long.
+	IdleTimeout    time.Duration
+	MaxHeaderBytes int
 	// MaxConns caps open connections; past it the longest-quiet one (no
 	// request in progress) is closed to make room, so a flood of idle
 	// or slow connections cannot keep a good request out.
@@ -66,21 +82,30 @@ func pluginSocketLimits(requestTimeout time.Duration) socketLimits {
 }
 
 // newSocketServer returns the http.Server for h with lim, and l wrapped in
-// the connection cap; serve the one on the other.
+// the connection cap and its reaper; serve the one on the other. Closing
+// the limiter stops the reaper.
 func newSocketServer(h http.Handler, l net.Listener, lim socketLimits) (*http.Server, *connLimiter) {
 	cl := &connLimiter{Listener: l, max: lim.MaxConns, conns: map[*trackedConn]struct{}{},
 		wake: make(chan struct{}, 1), closed: make(chan struct{})}
 	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: lim.ReadHeaderTimeout,
-		ReadTimeout:       lim.ReadTimeout,
-		WriteTimeout:      lim.WriteTimeout,
-		IdleTimeout:       lim.IdleTimeout,
-		MaxHeaderBytes:    lim.MaxHeaderBytes,
-		ConnState:         cl.connState,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tc, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
+				tc.enter(phaseHandler)
+			}
+			h.ServeHTTP(w, r)
+		}),
+		MaxHeaderBytes: lim.MaxHeaderBytes,
+		ConnState:      cl.connState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
+	go cl.reap(lim)
 	return hs, cl
 }
+
+// connKey finds a request's *trackedConn in its context.
+type connKey struct{}
 
 // connLimiter is a listener that keeps at most max connections open. Over
 // the cap it closes the connection that has been quiet (accepted or idle,
@@ -105,6 +130,51 @@ type trackedConn struct {
 	quiet   bool   // guarded by l.mu
 	quietAt uint64 // guarded by l.mu
 	once    sync.Once
+	// phase is the connection's phase and when it began, for the
+	// reaper: unix milliseconds << 2 | phase, one word so that the two
+	// are always read together.
+	phase atomic.Int64
+	// readDL and writeDL: a deadline is set. net/http clears deadlines
+	// that were never set on every request; those calls are dropped.
+	readDL, writeDL atomic.Bool
+}
+
+// A connection's phases, each with its bound (see socketLimits).
+const (
+	phaseNew     = iota // accepted, no request yet: ReadHeaderTimeout
+	phaseHeader         // a request began: ReadHeaderTimeout for its header
+	phaseHandler        // the handler runs: WriteTimeout
+	phaseIdle           // between requests: IdleTimeout
+)
+
+func (c *trackedConn) enter(phase int64) {
+	c.phase.Store(time.Now().UnixMilli()<<2 | phase)
+}
+
+// SetReadDeadline passes a deadline on, and a clearing one only if a
+// deadline is set.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() && !c.readDL.Load() {
+		return nil
+	}
+	c.readDL.Store(!t.IsZero())
+	return c.Conn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline is SetReadDeadline's twin for writes.
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	if t.IsZero() && !c.writeDL.Load() {
+		return nil
+	}
+	c.writeDL.Store(!t.IsZero())
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sets both.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	c.readDL.Store(!t.IsZero())
+	c.writeDL.Store(!t.IsZero())
+	return c.Conn.SetDeadline(t)
 }
 
 // Accept returns the next connection once there is room for it.
@@ -118,6 +188,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		if len(l.conns) < l.max {
 			l.seq++
 			tc := &trackedConn{Conn: c, l: l, quiet: true, quietAt: l.seq}
+			tc.enter(phaseNew)
 			l.conns[tc] = struct{}{}
 			l.mu.Unlock()
 			return tc, nil
@@ -156,10 +227,12 @@ func (l *connLimiter) connState(c net.Conn, st http.ConnState) {
 	}
 	switch st {
 	case http.StateActive:
+		tc.enter(phaseHeader)
 		l.mu.Lock()
 		tc.quiet = false
 		l.mu.Unlock()
 	case http.StateIdle:
+		tc.enter(phaseIdle)
 		l.mu.Lock()
 		l.seq++
 		tc.quiet, tc.quietAt = true, l.seq
@@ -167,6 +240,45 @@ func (l *connLimiter) connState(c net.Conn, st http.ConnState) {
 		l.signal()
 	case http.StateHijacked, http.StateClosed:
 		tc.release()
+	}
+}
+
+// reap closes, until the limiter is closed, every connection that stayed
+// in a phase longer than lim allows.
+func (l *connLimiter) reap(lim socketLimits) {
+	bounds := [4]time.Duration{
+		phaseNew: lim.ReadHeaderTimeout, phaseHeader: lim.ReadHeaderTimeout,
+		phaseHandler: lim.WriteTimeout, phaseIdle: lim.IdleTimeout,
+	}
+	every := time.Second
+	for _, b := range bounds {
+		if b > 0 {
+			every = min(every, b/4)
+		}
+	}
+	tick := time.NewTicker(max(every, 10*time.Millisecond))
+	defer tick.Stop()
+	var over []*trackedConn
+	for {
+		select {
+		case <-l.closed:
+			return
+		case <-tick.C:
+		}
+		now := time.Now().UnixMilli()
+		over = over[:0]
+		l.mu.Lock()
+		for c := range l.conns {
+			st := c.phase.Load()
+			if b := bounds[st&3]; b > 0 && now-st>>2 > b.Milliseconds() {
+				over = append(over, c)
+			}
+		}
+		l.mu.Unlock()
+		for _, c := range over {
+			c.Close()
+		}
+		clear(over)
 	}
 }
 

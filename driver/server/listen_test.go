@@ -251,3 +251,50 @@ func TestPluginSocketLimitsFitTheDeadline(t *testing.T) {
 		}
 	}
 }
+
+// The reaper keeps the bounds net/http's deadlines kept before: a handler
+// that never answers has its connection closed after the write timeout,
+// and a connection idle past the idle timeout is closed while the client
+// dials again for its next request.
+func TestSocketReaperBounds(t *testing.T) {
+	lim := socketLimits{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second,
+		WriteTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond, MaxHeaderBytes: 1 << 10, MaxConns: 8}
+	path := filepath.Join(t.TempDir(), "p.sock")
+	l, err := ListenUnix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if r.Header.Get("X-Hang") != "" {
+			<-release
+		}
+		io.WriteString(w, `{"Value":"b2s="}`)
+	})
+	hs, cl := newSocketServer(h, l, lim)
+	go hs.Serve(cl)
+	defer hs.Close()
+	defer close(release)
+
+	client := engineClient(path)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://plugin/SecretProvider.GetSecret", strings.NewReader(`{"SecretName":"db"}`))
+	req.Header.Set("X-Hang", "1")
+	start := time.Now()
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a hung handler answered %d", resp.StatusCode)
+	}
+	if took := time.Since(start); took < lim.WriteTimeout || took > lim.WriteTimeout+time.Second {
+		t.Fatalf("hung handler's connection closed after %s, want about %s", took, lim.WriteTimeout)
+	}
+
+	getSecret(t, client)
+	if n := cl.Open(); n != 1 {
+		t.Fatalf("%d connections open after a request, want 1 kept alive", n)
+	}
+	waitFor(t, "the idle connection closed", func() bool { return cl.Open() == 0 })
+	getSecret(t, client)
+}
