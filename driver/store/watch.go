@@ -37,7 +37,13 @@ type watchState struct {
 	w    atomic.Pointer[watchBox] // nil: not watching (not started, cannot, or broken)
 }
 
-type watchBox struct{ w Watch }
+// watchBox holds the watch and the cache's callbacks for its Sync, made
+// once: a method value made per call would cost two allocations per read.
+type watchBox struct {
+	w       Watch
+	changed func(id string)
+	lost    func()
+}
 
 // watching returns the store's working watch, starting it on first use,
 // after syncing it; nil means "check revisions with Stat".
@@ -45,7 +51,7 @@ func (s *Store) watching() Watch {
 	s.watch.once.Do(func() {
 		if wr, ok := s.m.(Watcher); ok {
 			if w, err := wr.Watch(); err == nil {
-				s.watch.w.Store(&watchBox{w})
+				s.watch.w.Store(&watchBox{w: w, changed: s.cache.drop, lost: s.cache.reset})
 			}
 		}
 	})
@@ -53,7 +59,7 @@ func (s *Store) watching() Watch {
 	if b == nil {
 		return nil
 	}
-	if err := b.w.Sync(s.cache.drop, s.cache.reset); err != nil {
+	if err := b.w.Sync(b.changed, b.lost); err != nil {
 		// Back to Stat for good. The cache is keyed by watch IDs: drop
 		// it after the switch, so nothing keyed by them survives.
 		if s.watch.w.CompareAndSwap(b, nil) {
