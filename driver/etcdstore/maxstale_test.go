@@ -7,25 +7,17 @@ import (
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
-	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
 )
 
 // TestReplicaMaxStaleZero: max_stale=0 means no stale answers, as it does
 // for the cache, while a plugin without the setting answers from its copy
 // up to the default. Before, 0 served a stale copy of any age.
 func TestReplicaMaxStaleZero(t *testing.T) {
-	fastReplica(t)
-	c := etcdtest.Start(t, etcdtest.Options{})
-	cfg := testConfig(t, c)
-	initStore(t, cfg)
-	w, wm := writer(t, cfg)
-	mustPut(t, w, "app/db", "v1")
+	c, cfg, _, wm := ownCluster(t)
 	setZero, setDefault := pluginSettings(t, cfg, "zero"), pluginSettings(t, cfg, "default")
 	setZero[SettingMaxStale] = "0"
 	zero, dflt := openBackendT(t, setZero), openBackendT(t, setDefault)
-	if _, lag, err := wm.WaitApplied(testCtx(t, 5*time.Second)); err != nil || len(lag) > 0 {
-		t.Fatal(lag, err)
-	}
+	waitApplied(t, wm)
 	for _, p := range []backend.Backend{zero, dflt} {
 		if v, err := getValue(t, p, "app/db"); err != nil || v != "v1" {
 			t.Fatalf("etcd up: %q, %v", v, err)
@@ -101,9 +93,7 @@ func TestReplicaBackendDigest(t *testing.T) {
 	mustPut(t, w, "a", "1")
 	mustPut(t, w, "b", "2")
 	b := openBackendT(t, pluginSettings(t, cfg, "digest"))
-	if _, lag, err := wm.WaitApplied(testCtx(t, 5*time.Second)); err != nil || len(lag) > 0 {
-		t.Fatal(lag, err)
-	}
+	waitApplied(t, wm)
 	d, ok := b.(backend.Digester)
 	if !ok {
 		t.Fatalf("the etcd backend (%T) is not a backend.Digester", b)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/swarmkeep/swarmkeep/driver/backend"
-	"github.com/swarmkeep/swarmkeep/driver/etcdstore/etcdtest"
 )
 
 // memoryValue is the plugin's from-memory answer for name: "" when there
@@ -30,20 +29,9 @@ func memoryValue(t *testing.T, b backend.Backend, name string) string {
 // has none, a new list drops everything, and a copy etcd no longer
 // confirms answers nothing from memory (Get marks it stale).
 func TestReplicaMemoryAnswers(t *testing.T) {
-	fastReplica(t)
-	c := etcdtest.Start(t, etcdtest.Options{})
-	cfg := testConfig(t, c)
-	initStore(t, cfg)
-	w, wm := writer(t, cfg)
-	mustPut(t, w, "app/db", "v1")
+	c, cfg, w, wm := ownCluster(t)
 	p := openBackendT(t, pluginSettings(t, cfg, "mem"))
-	waitApplied := func() {
-		t.Helper()
-		if _, lag, err := wm.WaitApplied(testCtx(t, 5*time.Second)); err != nil || len(lag) > 0 {
-			t.Fatal(lag, err)
-		}
-	}
-	waitApplied()
+	waitApplied(t, wm)
 	if v, err := getValue(t, p, "app/db"); err != nil || v != "v1" {
 		t.Fatalf("Get: %q, %v", v, err)
 	}
@@ -53,7 +41,7 @@ func TestReplicaMemoryAnswers(t *testing.T) {
 	for i := 2; i <= 20; i++ {
 		want := fmt.Sprintf("v%d", i)
 		mustPut(t, w, "app/db", want)
-		waitApplied()
+		waitApplied(t, wm)
 		if v := memoryValue(t, p, "app/db"); v != "" && v != want {
 			t.Fatalf("put %d: memory answered %q, want %q or none", i, v, want)
 		}
@@ -68,7 +56,7 @@ func TestReplicaMemoryAnswers(t *testing.T) {
 	if err := w.Remove(testCtx(t, 5*time.Second), "app/db", 0); err != nil {
 		t.Fatal(err)
 	}
-	waitApplied()
+	waitApplied(t, wm)
 	if v := memoryValue(t, p, "app/db"); v != "" {
 		t.Fatalf("removed name answered from memory: %q", v)
 	}
@@ -77,7 +65,7 @@ func TestReplicaMemoryAnswers(t *testing.T) {
 	}
 
 	mustPut(t, w, "app/db", "again")
-	waitApplied()
+	waitApplied(t, wm)
 	if v, err := getValue(t, p, "app/db"); err != nil || v != "again" {
 		t.Fatalf("Get after re-put: %q, %v", v, err)
 	}

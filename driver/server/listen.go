@@ -141,14 +141,27 @@ type trackedConn struct {
 
 // A connection's phases, each with its bound (see socketLimits).
 const (
-	phaseNew     = iota // accepted, no request yet: ReadHeaderTimeout
-	phaseHeader         // a request began: ReadHeaderTimeout for its header
+	phaseNew     = iota // accepted, no byte yet: ReadHeaderTimeout
+	phaseHeader         // a request's first bytes came: ReadHeaderTimeout
 	phaseHandler        // the handler runs: WriteTimeout
 	phaseIdle           // between requests: IdleTimeout
 )
 
 func (c *trackedConn) enter(phase int64) {
 	c.phase.Store(time.Now().UnixMilli()<<2 | phase)
+}
+
+// Read notes the first bytes of a request: a header that arrives on a new
+// or idle connection is bounded by ReadHeaderTimeout from then on (net/http
+// reports the connection active only once the header is read).
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		if p := c.phase.Load() & 3; p == phaseNew || p == phaseIdle {
+			c.enter(phaseHeader)
+		}
+	}
+	return n, err
 }
 
 // SetReadDeadline passes a deadline on, and a clearing one only if a

@@ -298,3 +298,37 @@ func TestSocketReaperBounds(t *testing.T) {
 	waitFor(t, "the idle connection closed", func() bool { return cl.Open() == 0 })
 	getSecret(t, client)
 }
+
+// A kept-alive connection that dribbles its next request's header is held
+// to the header timeout from its first byte, not to the idle timeout.
+func TestSocketReaperDribbleAfterKeepAlive(t *testing.T) {
+	lim := socketLimits{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: time.Second,
+		WriteTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 1 << 10, MaxConns: 8}
+	path, cl := socketServer(t, lim)
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"SecretName":"db"}`
+	io.WriteString(c, "POST /SecretProvider.GetSecret HTTP/1.1\r\nHost: x\r\nContent-Length: 19\r\n\r\n"+body)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	start := time.Now()
+	header := "POST /SecretProvider.GetSecret HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 200)
+	for i := 0; i < len(header) && cl.Open() > 0; i++ {
+		c.Write([]byte{header[i]})
+		time.Sleep(20 * time.Millisecond)
+	}
+	if cl.Open() > 0 {
+		t.Fatalf("a dribbled header was still being read after %s", time.Since(start))
+	}
+	if took := time.Since(start); took > lim.ReadHeaderTimeout+time.Second {
+		t.Fatalf("dribbling connection closed after %s, want about %s", took, lim.ReadHeaderTimeout)
+	}
+}
