@@ -24,11 +24,8 @@ type socketLimits struct {
 	// ReadHeaderTimeout bounds a new connection's wait for its first
 	// request and the read of each request's header.
 	ReadHeaderTimeout time.Duration
-	// ReadTimeout bounds reading a request, header and body; the body is
-	// read by the handler, so it counts in the handler's bound as well.
-	ReadTimeout time.Duration
-	// WriteTimeout bounds the handler, from reading the body to writing
-	// the answer.
+	// WriteTimeout bounds the handler, from reading the body (the handler
+	// reads it) to writing the answer.
 	WriteTimeout time.Duration
 	// IdleTimeout closes a connection with no request for that long.
 	IdleTimeout    time.Duration
@@ -47,10 +44,9 @@ type socketLimits struct {
 // request whose connection failed after 1 s, 2 s, ... for 30 s.
 //   - ReadHeaderTimeout 5 s: the engine's header arrives in one write; 5 s
 //     only matters to a client that never sends or dribbles its header.
-//   - ReadTimeout 10 s: header and body (a few KiB of labels at most). It
-//     bounds reading the request, not the handler (see the tests).
-//   - WriteTimeout: the handler answers within the request deadline
-//     (getBounded), so the deadline plus 10 s never cuts off an answer.
+//   - WriteTimeout: the handler reads the body (a few KiB of labels at
+//     most) and answers within the request deadline (getBounded), so the
+//     deadline plus 10 s never cuts off an answer.
 //   - IdleTimeout 90 s: the engine never closes its idle connections, so
 //     the plugin must. When it does, the engine's transport sees the close
 //     and drops the connection; a request racing the close fails its
@@ -73,7 +69,6 @@ type socketLimits struct {
 func pluginSocketLimits(requestTimeout time.Duration) socketLimits {
 	return socketLimits{
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      requestTimeout + 10*time.Second,
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    16 << 10,

@@ -130,7 +130,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // per flooding connection for as long as the client kept it.
 func TestSocketFloodTimeouts(t *testing.T) {
 	lim := socketLimits{
-		ReadHeaderTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 5 * time.Second,
+		ReadHeaderTimeout: time.Second, WriteTimeout: 5 * time.Second,
 		IdleTimeout: time.Second, MaxHeaderBytes: 1 << 10, MaxConns: 2000,
 	}
 	path, cl := socketServer(t, lim)
@@ -155,7 +155,7 @@ func TestSocketFloodTimeouts(t *testing.T) {
 // than the cap.
 func TestSocketFloodCap(t *testing.T) {
 	lim := socketLimits{
-		ReadHeaderTimeout: time.Minute, ReadTimeout: time.Minute, WriteTimeout: time.Minute,
+		ReadHeaderTimeout: time.Minute, WriteTimeout: time.Minute,
 		IdleTimeout: time.Minute, MaxHeaderBytes: 1 << 10, MaxConns: 64,
 	}
 	path, cl := socketServer(t, lim)
@@ -208,11 +208,11 @@ func TestSocketKeepAlive(t *testing.T) {
 	}
 }
 
-// A request whose answer takes longer than the read timeout (a backend at
-// the edge of REQUEST_TIMEOUT) is neither cancelled nor cut off: the read
-// timeout bounds reading the request, not the handler.
-func TestSocketSlowAnswerOutlivesReadTimeout(t *testing.T) {
-	lim := socketLimits{ReadHeaderTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond,
+// A request whose answer takes longer than the header timeout (a backend at
+// the edge of REQUEST_TIMEOUT) is neither cancelled nor cut off: the header
+// timeout bounds reading the header, the write timeout the handler.
+func TestSocketSlowAnswerOutlivesHeaderTimeout(t *testing.T) {
+	lim := socketLimits{ReadHeaderTimeout: 100 * time.Millisecond,
 		WriteTimeout: 5 * time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 1 << 10, MaxConns: 8}
 	path := filepath.Join(t.TempDir(), "p.sock")
 	l, err := ListenUnix(path)
@@ -225,7 +225,7 @@ func TestSocketSlowAnswerOutlivesReadTimeout(t *testing.T) {
 		select {
 		case <-r.Context().Done():
 			cancelled <- r.Context().Err()
-		case <-time.After(4 * lim.ReadTimeout):
+		case <-time.After(4 * lim.ReadHeaderTimeout):
 		}
 		io.WriteString(w, `{"Value":"b2s="}`)
 	})
@@ -245,7 +245,7 @@ func TestSocketSlowAnswerOutlivesReadTimeout(t *testing.T) {
 func TestPluginSocketLimitsFitTheDeadline(t *testing.T) {
 	for _, d := range []time.Duration{driver.MinTimeout, driver.DefaultTimeout, driver.MaxTimeout} {
 		lim := pluginSocketLimits(d)
-		if lim.WriteTimeout <= d || lim.ReadHeaderTimeout <= 0 || lim.ReadTimeout < lim.ReadHeaderTimeout ||
+		if lim.WriteTimeout <= d || lim.ReadHeaderTimeout <= 0 || lim.WriteTimeout < lim.ReadHeaderTimeout ||
 			lim.IdleTimeout <= 0 || lim.MaxHeaderBytes <= 0 || lim.MaxConns <= 0 {
 			t.Errorf("timeout %s: %+v", d, lim)
 		}
@@ -257,7 +257,7 @@ func TestPluginSocketLimitsFitTheDeadline(t *testing.T) {
 // and a connection idle past the idle timeout is closed while the client
 // dials again for its next request.
 func TestSocketReaperBounds(t *testing.T) {
-	lim := socketLimits{ReadHeaderTimeout: time.Second, ReadTimeout: time.Second,
+	lim := socketLimits{ReadHeaderTimeout: time.Second,
 		WriteTimeout: 300 * time.Millisecond, IdleTimeout: 300 * time.Millisecond, MaxHeaderBytes: 1 << 10, MaxConns: 8}
 	path := filepath.Join(t.TempDir(), "p.sock")
 	l, err := ListenUnix(path)
@@ -302,7 +302,7 @@ func TestSocketReaperBounds(t *testing.T) {
 // A kept-alive connection that dribbles its next request's header is held
 // to the header timeout from its first byte, not to the idle timeout.
 func TestSocketReaperDribbleAfterKeepAlive(t *testing.T) {
-	lim := socketLimits{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: time.Second,
+	lim := socketLimits{ReadHeaderTimeout: 300 * time.Millisecond,
 		WriteTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 1 << 10, MaxConns: 8}
 	path, cl := socketServer(t, lim)
 	c, err := net.Dial("unix", path)
