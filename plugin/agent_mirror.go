@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -33,16 +34,40 @@ func init() {
 			return agent.Loop{Name: "mirror", Run: func(ctx context.Context, env *agent.Env) error {
 				m := &configstore.Mirror{API: env.Docker, Prefix: prefix, Dir: dir, Resync: resync, Adopt: adopt,
 					// Waiting, not failing: the agent's other loops run on.
+					// A folder refused for holding another store is
+					// published too, for swarmkeep status; no swarm store
+					// at all is how a file-store manager runs the agent.
 					Refused: func(err error) {
 						if env.Log != nil {
 							env.Log.Warnf("mirror: %v", err)
 						}
+						why := ""
+						if errors.Is(err, configstore.ErrForeignStore) {
+							why = clipLabel(err.Error())
+						}
+						if lerr := env.SetNodeLabels(ctx, map[string]string{configstore.MirrorRefusedLabel(prefix): why}); lerr != nil && env.Log != nil {
+							env.Log.Warnf("mirror: publishing why it waits: %v", lerr)
+						}
 					},
 					Publish: func(ctx context.Context, index uint64) error {
-						return env.SetNodeLabels(ctx, map[string]string{configstore.MirrorLabel(prefix): strconv.FormatUint(index, 10)})
+						return env.SetNodeLabels(ctx, map[string]string{
+							configstore.MirrorLabel(prefix):        strconv.FormatUint(index, 10),
+							configstore.MirrorRefusedLabel(prefix): "", // a pass succeeded
+						})
 					}}
 				return m.Run(ctx)
 			}}, nil
 		},
 	})
+}
+
+// maxLabelReason bounds a reason published in a node label, which every
+// manager stores in Raft and status prints on one line.
+const maxLabelReason = 300
+
+func clipLabel(s string) string {
+	if len(s) <= maxLabelReason {
+		return s
+	}
+	return s[:maxLabelReason-3] + "..."
 }

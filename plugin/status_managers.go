@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -26,6 +27,9 @@ type managerState struct {
 	Plugin *publishedPlugin `json:"plugin"`
 	// Mirrors are the replicated stores' mirror indexes, by prefix.
 	Mirrors map[string]uint64 `json:"mirrors,omitempty"`
+	// MirrorsRefused say why a mirror leaves this manager's folder
+	// alone, by prefix.
+	MirrorsRefused map[string]string `json:"mirrors_refused,omitempty"`
 	// Differs says how this manager differs from the others.
 	Differs []string `json:"differs,omitempty"`
 }
@@ -55,7 +59,7 @@ func managersReport(ctx context.Context) (ms []managerState, ok bool, problem er
 		return nil, false, nil // not a manager, or no swarm: nothing to compare
 	}
 	for _, n := range nodes {
-		m := managerState{Host: n.Description.Hostname, Node: n.ID, Mirrors: map[string]uint64{}}
+		m := managerState{Host: n.Description.Hostname, Node: n.ID, Mirrors: map[string]uint64{}, MirrorsRefused: map[string]string{}}
 		if s := n.ManagerStatus; s != nil {
 			m.Addr, m.Leader = s.Addr, s.Leader
 			m.Down = s.Reachability == swarm.ReachabilityUnreachable
@@ -70,6 +74,9 @@ func managersReport(ctx context.Context) (ms []managerState, ok bool, problem er
 		for k, v := range n.Spec.Labels {
 			if prefix, ok := strings.CutPrefix(k, configstore.MirrorLabel("")); ok {
 				m.Mirrors[prefix], _ = configstore.IndexOf(v)
+			}
+			if prefix, ok := strings.CutPrefix(k, configstore.MirrorRefusedLabel("")); ok {
+				m.MirrorsRefused[prefix] = v
 			}
 		}
 		ms = append(ms, m)
@@ -97,6 +104,9 @@ func compareManagers(ms []managerState) error {
 			}
 		}
 		for p := range m.Mirrors {
+			keys["mirror "+p] = true
+		}
+		for p := range m.MirrorsRefused {
 			keys["mirror "+p] = true
 		}
 	}
@@ -132,6 +142,9 @@ func compareManagers(ms []managerState) error {
 		} else {
 			p := strings.TrimPrefix(k, "mirror ")
 			attrs[k] = func(m managerState) string {
+				if why, ok := m.MirrorsRefused[p]; ok {
+					return "waiting: " + why
+				}
 				i, ok := m.Mirrors[p]
 				if !ok {
 					return "no mirror"
@@ -188,7 +201,7 @@ func compareManagers(ms []managerState) error {
 // anyPublished tells whether some manager's agent publishes anything.
 func anyPublished(ms []managerState) bool {
 	for _, m := range ms {
-		if m.Plugin != nil || len(m.Mirrors) > 0 {
+		if m.Plugin != nil || len(m.Mirrors) > 0 || len(m.MirrorsRefused) > 0 {
 			return true
 		}
 	}
@@ -227,7 +240,12 @@ func printManagers(w io.Writer, ms []managerState) {
 		}
 		var mirrors []string
 		for _, p := range sortedNames(m.Mirrors) {
-			mirrors = append(mirrors, fmt.Sprintf("%s@%d", p, m.Mirrors[p]))
+			if _, waits := m.MirrorsRefused[p]; !waits {
+				mirrors = append(mirrors, fmt.Sprintf("%s@%d", p, m.Mirrors[p]))
+			}
+		}
+		for _, p := range sortedNames(m.MirrorsRefused) {
+			mirrors = append(mirrors, p+" waiting") // why: in DIFFERS below
 		}
 		mirror := "-"
 		if len(mirrors) > 0 {
@@ -242,6 +260,13 @@ func printManagers(w io.Writer, ms []managerState) {
 	for _, m := range ms {
 		for _, d := range m.Differs {
 			fmt.Fprintf(w, "  DIFFERS %s: %s\n", m.name(), d)
+		}
+		// A waiting mirror that no comparison flagged (one manager, or
+		// every manager waits): its reason is still worth a line.
+		for _, p := range sortedNames(m.MirrorsRefused) {
+			if !slices.ContainsFunc(m.Differs, func(d string) bool { return strings.HasPrefix(d, "mirror "+p+":") }) {
+				fmt.Fprintf(w, "  WAITING %s mirror %s: %s\n", m.name(), p, m.MirrorsRefused[p])
+			}
 		}
 	}
 }

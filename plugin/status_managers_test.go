@@ -122,3 +122,48 @@ func TestManagersWithoutAgentsAreNotAProblem(t *testing.T) {
 		t.Fatalf("a manager is said to differ from itself:\n%s", b.String())
 	}
 }
+
+// TestManagersReportSaysWhyAMirrorWaits: a manager whose mirror refuses its
+// folder (a file store it did not fill) is named with the agent's reason,
+// not only as "no mirror", and shown as waiting in the table.
+func TestManagersReportSaysWhyAMirrorWaits(t *testing.T) {
+	ok := map[string]string{pluginLabel: published("aaaa"), "swarmkeep.mirror.swarmkeep": "40"}
+	waits := map[string]string{pluginLabel: published("bbbb"),
+		"swarmkeep.mirror-refused.swarmkeep": "/var/lib/swarmkeep/store holds a store the mirror did not fill; fix: --mirror-adopt"}
+	f := &fakeNodes{nodes: []swarm.Node{
+		managerNode("m1", "127.0.24.1:2377", ok, false),
+		managerNode("m2", "127.0.24.2:2377", ok, false),
+		managerNode("m3", "127.0.24.3:2377", waits, false),
+	}}
+	prev := newPluginAPI
+	newPluginAPI = func() (pluginAPI, error) { return f, nil }
+	t.Cleanup(func() { newPluginAPI = prev })
+	ms, _, err := managersReport(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "m3 (127.0.24.3:2377) mirror swarmkeep: waiting: /var/lib/swarmkeep/store holds a store the mirror did not fill") {
+		t.Fatalf("a waiting mirror: %v", err)
+	}
+	var b strings.Builder
+	printManagers(&b, ms)
+	if !strings.Contains(b.String(), "swarmkeep waiting") || !strings.Contains(b.String(), "--mirror-adopt") {
+		t.Fatalf("printed view does not show the waiting mirror and why:\n%s", b.String())
+	}
+}
+
+// TestOneManagerWaitingMirrorIsShown: with one manager nothing differs, yet
+// a mirror that refuses its folder is printed with its reason.
+func TestOneManagerWaitingMirrorIsShown(t *testing.T) {
+	f := &fakeNodes{nodes: []swarm.Node{managerNode("m1", "127.0.24.1:2377",
+		map[string]string{pluginLabel: published("aaaa"), "swarmkeep.mirror-refused.swarmkeep": "holds another store; fix: --mirror-adopt"}, false)}}
+	prev := newPluginAPI
+	newPluginAPI = func() (pluginAPI, error) { return f, nil }
+	t.Cleanup(func() { newPluginAPI = prev })
+	ms, _, err := managersReport(context.Background())
+	if err != nil {
+		t.Fatalf("one manager: %v", err)
+	}
+	var b strings.Builder
+	printManagers(&b, ms)
+	if !strings.Contains(b.String(), "WAITING m1 (127.0.24.1:2377) mirror swarmkeep: holds another store; fix: --mirror-adopt") {
+		t.Fatalf("printed:\n%s", b.String())
+	}
+}

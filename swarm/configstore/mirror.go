@@ -38,6 +38,12 @@ var ErrForeignStore = errors.New("holds another store than the swarm's")
 // answers it.
 func MirrorLabel(prefix string) string { return "swarmkeep.mirror." + prefix }
 
+// MirrorRefusedLabel is the node label under which a manager's agent
+// publishes why its mirror leaves the folder alone (empty once a pass
+// succeeds), so swarmkeep status on any manager can say why that manager's
+// copy falls behind.
+func MirrorRefusedLabel(prefix string) string { return "swarmkeep.mirror-refused." + prefix }
+
 // Mirror keeps a local store folder equal to a swarm store: it lists the
 // heads at start (a manager that joins or returns catches up), then follows
 // the engine's config events, with a full pass every Resync in case an
