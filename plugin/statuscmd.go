@@ -307,7 +307,11 @@ func printStatus(w io.Writer, r statusReport) {
 	for _, o := range sortedNames(h.Requests.Outcomes) {
 		outcomes = append(outcomes, fmt.Sprintf("%s %d", o, h.Requests.Outcomes[o]))
 	}
-	kv("requests", "%d (%s); %d cached, %d stale", h.Requests.Total, strings.Join(outcomes, ", "), h.Requests.Cached, h.Requests.Stale)
+	if len(outcomes) == 0 {
+		kv("requests", "none yet")
+	} else {
+		kv("requests", "%d (%s); %d cached, %d stale", h.Requests.Total, strings.Join(outcomes, ", "), h.Requests.Cached, h.Requests.Stale)
+	}
 	fmt.Fprintln(w, "backends:")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, name := range sortedNames(h.Backends) {

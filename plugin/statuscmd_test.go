@@ -201,3 +201,12 @@ func TestStatusPluginProblems(t *testing.T) {
 		})
 	}
 }
+
+// A plugin that has answered nothing yet says so, not "0 ()".
+func TestStatusNoRequestsYet(t *testing.T) {
+	var b strings.Builder
+	printStatus(&b, statusReport{Health: &metrics.Health{Status: metrics.StatusOK}})
+	if !strings.Contains(b.String(), "requests:      none yet\n") || strings.Contains(b.String(), "()") {
+		t.Fatalf("printed:\n%s", b.String())
+	}
+}

@@ -336,9 +336,16 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // the test ends (SIGTERM, then wait).
 func startAgent(t *testing.T, args ...string) *syncBuffer {
 	t.Helper()
-	log := &syncBuffer{}
-	cmd := exec.Command(E.swarmkeep, append([]string{"agent", "--only", "rollout",
+	return startAgentLoops(t, append([]string{"--only", "rollout",
 		"--rollout-store", E.storeDir, "--rollout-key-file", E.keyFile, "--rollout-audit-file", E.auditFile()}, args...)...)
+}
+
+// startAgentLoops runs `swarmkeep agent` with args until the test ends, and
+// returns its log.
+func startAgentLoops(t *testing.T, args ...string) *syncBuffer {
+	t.Helper()
+	log := &syncBuffer{}
+	cmd := exec.Command(E.swarmkeep, append([]string{"agent"}, args...)...)
 	cmd.Dir, cmd.Env = E.tmp, append(os.Environ(), rolloutEnv()...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
