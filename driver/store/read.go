@@ -179,11 +179,15 @@ func (s *Store) Info(ctx context.Context, name string) (Entry, error) {
 	return rec.entry(), nil
 }
 
-// List calls fn with every stored name, in name order. It checks each
-// record's MAC but never decrypts a value. Damaged records do not stop
+// List calls fn with every stored name, in name order. It checks the MAC
+// of each record it reads but never decrypts a value; on a folder store it
+// reads only the records written since the last listing (listcache.go). Damaged records do not stop
 // the listing: they are reported together in the returned error
 // (wrapping backend.ErrCorrupt). An error from fn stops it.
 func (s *Store) List(ctx context.Context, fn func(Entry) error) error {
+	if m, ok := s.m.(listCacheMedium); ok && !s.closed.Load() {
+		return s.listKnown(ctx, m, fn)
+	}
 	var bad []error
 	var entries []Entry
 	err := s.eachRecord(ctx, func(name string, rec *record, err error) error {
@@ -250,28 +254,38 @@ func (s *Store) eachRecord(ctx context.Context, fn func(name string, rec *record
 func (s *Store) scanRecords(ctx context.Context, sc Scanner, fn func(name string, rec *record, err error) error) error {
 	var mu sync.Mutex
 	return sc.Scan(ctx, recordPrefix, func(key string, blob []byte) error {
-		name := nameOfKey(key)
-		var rec *record
-		var err error
-		if ValidateName(name) != nil {
-			err = corrupt("object %q has no valid record name", key)
-		} else if rec, err = s.parse(blob, name, s.ringNow()); err != nil {
-			var uk unknownKeyError
-			if errors.As(err, &uk) {
-				// Sealed by a rekey we have not seen: load reloads the
-				// keyring and reads the record again.
-				rec, err = s.load(ctx, name, false)
-				if errors.Is(err, backend.ErrNotFound) {
-					return nil
-				}
-			} else {
-				err = recordErr(name, err)
-			}
+		rec, _, err := s.recordOf(ctx, key, blob)
+		if rec == nil && err == nil {
+			return nil
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		return fn(name, rec, err)
+		return fn(nameOfKey(key), rec, err)
 	})
+}
+
+// recordOf parses a scanned record object. A record sealed by a rekey this
+// store has not seen yet is read again after a keyring reload (reread);
+// nil and no error: it was removed meanwhile.
+func (s *Store) recordOf(ctx context.Context, key string, blob []byte) (rec *record, reread bool, err error) {
+	name := nameOfKey(key)
+	if ValidateName(name) != nil {
+		return nil, false, corrupt("object %q has no valid record name", key)
+	}
+	rec, err = s.parse(blob, name, s.ringNow())
+	var uk unknownKeyError
+	switch {
+	case err == nil:
+		return rec, false, nil
+	case errors.As(err, &uk):
+		rec, err = s.load(ctx, name, false)
+		if errors.Is(err, backend.ErrNotFound) {
+			return nil, true, nil
+		}
+		return rec, true, err
+	default:
+		return nil, false, recordErr(name, err)
+	}
 }
 
 // Verify opens every version of every record, calling fn (if not nil)

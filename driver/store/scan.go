@@ -31,6 +31,38 @@ type Scanner interface {
 
 var _ Scanner = (*DirMedium)(nil)
 
+// ObjectID identifies one version of an object file by what its revision
+// is made of (FORMAT.md): inode, size, mtime and ctime. Every write makes a
+// new file whose mtime the writer sets from a clock that never repeats, and
+// a change in place moves the ctime, so an unchanged ID means unchanged
+// content. A listing that remembers what it read under an ID reads only
+// the objects whose ID moved (see listcache.go).
+type ObjectID struct {
+	Ino          uint64
+	Size         int64
+	Mtime, Ctime int64 // nanoseconds
+}
+
+// Known is what the caller of ScanKnown already holds: the ID under which
+// it read object obj (its file name, 64 hex digits), if it did, and
+// unchanged, told of each such object found with that very ID. Both are
+// called from several goroutines at once, once per object.
+type Known struct {
+	Remembered func(obj string) (ObjectID, bool)
+	Unchanged  func(obj string)
+}
+
+// KnownScanner is implemented by media whose object files have an
+// [ObjectID], so a listing can skip the ones it already read.
+type KnownScanner interface {
+	// ScanKnown is Scan that skips the objects known holds unchanged
+	// (one stat each) and passes the others to fn with their ID.
+	ScanKnown(ctx context.Context, prefix string, known Known,
+		fn func(obj string, id ObjectID, key string, blob []byte) error) error
+}
+
+var _ KnownScanner = (*DirMedium)(nil)
+
 // scanWorkers is how many shard directories a Scan reads at once: enough
 // to keep both the disk and the CPUs (MAC checks) busy.
 const scanWorkers = 8
@@ -38,6 +70,12 @@ const scanWorkers = 8
 // Scan reads each object file once (List reads its key, then Read the
 // whole file again), shard directories in parallel.
 func (m *DirMedium) Scan(ctx context.Context, prefix string, fn func(key string, blob []byte) error) error {
+	return m.ScanKnown(ctx, prefix, Known{}, func(_ string, _ ObjectID, key string, blob []byte) error { return fn(key, blob) })
+}
+
+// ScanKnown is KnownScanner: with a zero Known it reads every object, as Scan.
+func (m *DirMedium) ScanKnown(ctx context.Context, prefix string, known Known,
+	fn func(obj string, id ObjectID, key string, blob []byte) error) error {
 	shards, err := os.ReadDir(m.objects)
 	if err != nil {
 		return unavailable("list", err)
@@ -62,7 +100,7 @@ func (m *DirMedium) Scan(ctx context.Context, prefix string, fn func(key string,
 	for range scanWorkers {
 		wg.Go(func() {
 			for shard := range work {
-				b, err := m.scanShard(ctx, shard, prefix, fn)
+				b, err := m.scanShard(ctx, shard, prefix, known, fn)
 				if err != nil {
 					fail(err)
 				}
@@ -91,7 +129,8 @@ func (m *DirMedium) Scan(ctx context.Context, prefix string, fn func(key string,
 	return nil
 }
 
-func (m *DirMedium) scanShard(ctx context.Context, shard, prefix string, fn func(string, []byte) error) (badObjects, error) {
+func (m *DirMedium) scanShard(ctx context.Context, shard, prefix string, known Known,
+	fn func(string, ObjectID, string, []byte) error) (badObjects, error) {
 	dir := filepath.Join(m.objects, shard)
 	d, err := os.Open(dir)
 	if err != nil {
@@ -111,23 +150,37 @@ func (m *DirMedium) scanShard(ctx context.Context, shard, prefix string, fn func
 		if !isHex(name, 64) || !strings.HasPrefix(name, shard) {
 			continue // temp files and anything else that is not ours
 		}
-		obj, err := readObjectAt(int(d.Fd()), name, buf)
+		if known.Remembered != nil {
+			if want, ok := known.Remembered(name); ok {
+				id, err := statObjectAt(int(d.Fd()), name)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // deleted since listed
+				} else if err != nil {
+					return bad, unavailable("list", err)
+				}
+				if id == want {
+					known.Unchanged(name)
+					continue
+				}
+			}
+		}
+		obj, id, err := readObjectAt(int(d.Fd()), name, buf, known.Remembered != nil)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // deleted since listed
 		}
-		loc := filepath.Join("objects", shard, name)
 		if err != nil {
 			return bad, unavailable("list", err)
 		}
 		key, blob, ok := splitObject(obj)
 		if !ok || !objectNameOf(key, name) {
+			loc := filepath.Join("objects", shard, name)
 			bad = append(bad, badObject{loc, fmt.Errorf("%w: object file holds no key, or another key (moved or damaged)", backend.ErrCorrupt)})
 			continue
 		}
 		if !strings.HasPrefix(key, prefix) {
 			continue
 		}
-		if err := fn(key, blob); err != nil {
+		if err := fn(name, id, key, blob); err != nil {
 			return bad, err
 		}
 	}
@@ -151,39 +204,59 @@ const scanReadSize = 4 << 10
 // with the runtime poller, and an absolute path costs a lookup of every
 // component. A file that fits in one read costs openat, read and close;
 // a short read of a regular file is its end (a torn read would fail the
-// record's MAC, never pass as a value).
-func readObjectAt(dirfd int, name string, buf []byte) ([]byte, error) {
+// record's MAC, never pass as a value). With withID it also returns the
+// file's ID, taken before the read: a change in place after it moves the
+// ctime, so what was read is never remembered under a newer ID.
+func readObjectAt(dirfd int, name string, buf []byte, withID bool) ([]byte, ObjectID, error) {
 	fd, err := openObjectAt(dirfd, name)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		return nil, ObjectID{}, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	statted := false
+	stat := func() error {
+		if statted {
+			return nil
+		}
+		statted = true
+		if err := unix.Fstat(fd, &st); err != nil {
+			return &fs.PathError{Op: "stat", Path: name, Err: err}
+		}
+		return nil
+	}
+	var id ObjectID
+	if withID {
+		if err := stat(); err != nil {
+			return nil, id, err
+		}
+		id = ObjectID{Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}
+	}
 	n, err := readRetry(fd, buf)
 	if err != nil {
-		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+		return nil, id, &fs.PathError{Op: "read", Path: name, Err: err}
 	}
 	if n < len(buf) {
-		return buf[:n], nil
+		return buf[:n], id, nil
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, &fs.PathError{Op: "stat", Path: name, Err: err}
+	if err := stat(); err != nil {
+		return nil, id, err
 	}
 	if st.Size < 2 || st.Size > maxObjectSize {
-		return nil, nil // splitObject reports it as damaged
+		return nil, id, nil // splitObject reports it as damaged
 	}
-	buf = append(buf[:n:n], make([]byte, int(st.Size)-n)...)
+	buf = append(buf[:n:n], make([]byte, max(int(st.Size)-n, 0))...)
 	for n < len(buf) {
 		k, err := readRetry(fd, buf[n:])
 		if err != nil {
-			return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+			return nil, id, &fs.PathError{Op: "read", Path: name, Err: err}
 		}
 		if k == 0 {
 			break
 		}
 		n += k
 	}
-	return buf[:n], nil
+	return buf[:n], id, nil
 }
 
 // openObjectAt is unix.Openat for an object file name (64 hex digits)
@@ -205,6 +278,21 @@ func openObjectAt(dirfd int, name string) (int, error) {
 			continue
 		}
 		return -1, e
+	}
+}
+
+// statObjectAt is fstatat(2) of an object file name.
+func statObjectAt(dirfd int, name string) (ObjectID, error) {
+	var st unix.Stat_t
+	for {
+		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return ObjectID{}, err
+		}
+		return ObjectID{Ino: st.Ino, Size: st.Size, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano()}, nil
 	}
 }
 

@@ -29,6 +29,9 @@ type Store struct {
 	id    []byte
 	cache *recordCache
 	watch watchState
+	// listRead counts the records the last listing read (the others came
+	// from the listing cache), for tests.
+	listRead atomic.Int64
 
 	// reloadMu serialises keyring reads and writes in this process, so
 	// the installed keyring only ever moves forward.
