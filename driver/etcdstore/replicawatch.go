@@ -65,25 +65,30 @@ type replicaWatch struct{ c *changeLog }
 // ID is the key itself: the copy is keyed by it.
 func (replicaWatch) ID(key string) string { return key }
 
-// Sync hands on the changes noted so far. Nothing noted costs one atomic
-// load: the request path calls it on every read.
+// Sync hands on the changes noted so far, and returns only once they are
+// handed on, whichever Sync took them: the changes are passed while the log
+// is held, and pending is cleared only after, so a Sync that finds nothing
+// pending (or waits for the lock) cannot answer from a record another Sync
+// is about to drop. Nothing noted costs one atomic load: the request path
+// calls it on every read. Lock order: the replica's, the log's, the
+// store's cache's; the callbacks take only the last.
 func (w replicaWatch) Sync(changed func(id string), lost func()) error {
 	c := w.c
 	if !c.pending.Load() {
 		return nil
 	}
 	c.mu.Lock()
-	keys, wasLost := c.keys, c.lost
-	c.keys, c.lost = map[string]struct{}{}, false
-	c.pending.Store(false)
-	c.mu.Unlock()
-	if wasLost {
+	defer c.mu.Unlock()
+	if c.lost {
 		lost()
-		return nil
+	} else {
+		for k := range c.keys {
+			changed(k)
+		}
 	}
-	for k := range keys {
-		changed(k)
-	}
+	clear(c.keys)
+	c.lost = false
+	c.pending.Store(false)
 	return nil
 }
 

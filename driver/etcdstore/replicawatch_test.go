@@ -92,3 +92,34 @@ func TestReplicaMemoryAnswers(t *testing.T) {
 		t.Fatalf("stale Get: %q stale %v, %v", sec.Value, sec.Stale, err)
 	}
 }
+
+// TestReplicaSyncWaitsForTheHandOver: a Sync that finds the changes already
+// taken by another Sync returns only once that one dropped them, or a read
+// between the two could answer from a record an acknowledged put replaced.
+func TestReplicaSyncWaitsForTheHandOver(t *testing.T) {
+	r := &Replica{}
+	w, err := r.Watch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.changes.note("r/app/db")
+	inA, dropped := make(chan struct{}), make(chan time.Time, 1)
+	go w.Sync(func(string) {
+		close(inA)
+		time.Sleep(100 * time.Millisecond) // a drop delayed (GC, a loaded machine)
+		dropped <- time.Now()
+	}, func() {})
+	<-inA
+	if err := w.Sync(func(string) { t.Error("the change was handed on twice") }, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	returned := time.Now()
+	select {
+	case at := <-dropped:
+		if returned.Before(at) {
+			t.Fatalf("the second Sync returned %s before the first dropped the record", at.Sub(returned))
+		}
+	default:
+		t.Fatal("the second Sync returned while the first was still dropping the record")
+	}
+}
