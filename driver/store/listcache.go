@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,6 +108,15 @@ func (s *Store) listKnown(ctx context.Context, m listCacheMedium, fn func(Entry)
 		}
 		return nil
 	})
+	// Damaged object files are reported with the rest, as eachRecord
+	// does: the listing and its cache go on without them.
+	var objs badObjects
+	if errors.As(err, &objs) {
+		for _, o := range objs {
+			bad = append(bad, fmt.Errorf("%s: %w", o.where, o.err))
+		}
+		err = nil
+	}
 	s.listRead.Store(int64(len(fresh) + len(extra) + len(bad)))
 	if err != nil {
 		return err

@@ -118,3 +118,29 @@ func TestListCacheDistrusted(t *testing.T) {
 		t.Fatalf("record damaged in place: %v, %v; want it reported and the others listed", got, err)
 	}
 }
+
+// TestListCacheWithADamagedObjectFile: an object file that holds no key (a
+// truncated file, say) is reported, and every other record is still listed
+// and remembered.
+func TestListCacheWithADamagedObjectFile(t *testing.T) {
+	ts := newTestStore(t, InitOptions{})
+	for i := range 3 {
+		mustPut(t, ts.Store, fmt.Sprintf("n%d", i), "v")
+	}
+	p := recordPath(ts.dir, "n9")
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte{0}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 2 {
+		got, err := listAll(t, ts.Store)
+		if !errors.Is(err, backend.ErrCorrupt) || !slices.Equal(got, []string{"n0@1/1", "n1@1/1", "n2@1/1"}) {
+			t.Fatalf("round %d: %v, %v; want the three records and the damaged file reported", round, got, err)
+		}
+	}
+	if n := ts.listRead.Load(); n != 1 {
+		t.Fatalf("the second listing read %d objects, want only the damaged one", n)
+	}
+}
