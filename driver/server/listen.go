@@ -81,7 +81,7 @@ func pluginSocketLimits(requestTimeout time.Duration) socketLimits {
 // the limiter stops the reaper.
 func newSocketServer(h http.Handler, l net.Listener, lim socketLimits) (*http.Server, *connLimiter) {
 	cl := &connLimiter{Listener: l, max: lim.MaxConns, conns: map[*trackedConn]struct{}{},
-		wake: make(chan struct{}, 1), closed: make(chan struct{})}
+		wake: make(chan struct{}, 1), closed: make(chan struct{}), base: time.Now()}
 	hs := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if tc, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
@@ -117,6 +117,7 @@ type connLimiter struct {
 	wake      chan struct{} // a connection ended or went quiet
 	closed    chan struct{}
 	closeOnce sync.Once
+	base      time.Time // the reaper's clock starts here (see now)
 }
 
 type trackedConn struct {
@@ -126,8 +127,8 @@ type trackedConn struct {
 	quietAt uint64 // guarded by l.mu
 	once    sync.Once
 	// phase is the connection's phase and when it began, for the
-	// reaper: unix milliseconds << 2 | phase, one word so that the two
-	// are always read together.
+	// reaper: the limiter's clock (ms) << 2 | phase, one word so that the
+	// two are always read together.
 	phase atomic.Int64
 	// readDL and writeDL: a deadline is set. net/http clears deadlines
 	// that were never set on every request; those calls are dropped.
@@ -143,8 +144,13 @@ const (
 )
 
 func (c *trackedConn) enter(phase int64) {
-	c.phase.Store(time.Now().UnixMilli()<<2 | phase)
+	c.phase.Store(c.l.now()<<2 | phase)
 }
+
+// now is the limiter's clock: milliseconds on the monotonic clock since it
+// was made, so a step of the wall clock neither closes every connection
+// nor lets one outlive its bound.
+func (l *connLimiter) now() int64 { return time.Since(l.base).Milliseconds() }
 
 // Read notes the first bytes of a request: a header that arrives on a new
 // or idle connection is bounded by ReadHeaderTimeout from then on (net/http
@@ -273,7 +279,7 @@ func (l *connLimiter) reap(lim socketLimits) {
 			return
 		case <-tick.C:
 		}
-		now := time.Now().UnixMilli()
+		now := l.now()
 		over = over[:0]
 		l.mu.Lock()
 		for c := range l.conns {
