@@ -53,7 +53,10 @@ type Auto struct {
 	mu     sync.Mutex
 	busy   map[string]*job   // service ID -> the job queued behind the running one (nil: none)
 	failed map[string]uint64 // failKey -> version that failed
-	wg     sync.WaitGroup
+	// requeue offers a change again (a rollout deferred while the service
+	// was busy); set by Run.
+	requeue func(Change)
+	wg      sync.WaitGroup
 }
 
 type job struct {
@@ -81,6 +84,12 @@ func (a *Auto) Run(ctx context.Context) error {
 	defer cancel()
 
 	changes := make(chan Change, 64)
+	a.requeue = func(c Change) {
+		select {
+		case changes <- c:
+		case <-ctx.Done():
+		}
+	}
 	srcErr := make(chan error, 1)
 	go func() {
 		srcErr <- a.Source.Run(ctx, func(c Change) {
@@ -235,6 +244,16 @@ func (a *Auto) rollOne(ctx context.Context, j *job) {
 	}
 	if a.Record != nil {
 		a.Record(ev)
+	}
+	if IsBusy(err) {
+		// Nothing was changed: the service was in an update of its own.
+		// Not a failure of this version; it is offered again later.
+		log.WithError(err).Warnf("auto-rollout deferred: trying again in %s", a.BackoffMax)
+		if a.requeue != nil {
+			t := j.target
+			a.requeue(Change{Name: j.name, Version: j.version, Target: &t, Settle: a.BackoffMax})
+		}
+		return
 	}
 	if err != nil {
 		a.mu.Lock()

@@ -41,6 +41,7 @@ type autoHarness struct {
 	maxPar  int
 	release chan struct{} // when set, each roll waits for a value
 	fail    atomic.Bool
+	busy    atomic.Bool // the next roll finds the service busy
 	done    chan Event
 }
 
@@ -72,6 +73,9 @@ func newAutoHarness(t *testing.T) (*autoHarness, *Auto) {
 			h.mu.Lock()
 			h.inRoll[id]--
 			h.mu.Unlock()
+			if h.busy.CompareAndSwap(true, false) {
+				return Result{}, &Failure{Service: name, Busy: true, Reason: "its own update did not end in time, nothing was changed"}
+			}
 			if h.fail.Load() {
 				return Result{}, &Failure{Service: name, RolledBack: true, Reason: "rollback_completed"}
 			}
@@ -174,6 +178,24 @@ func TestAutoRetriesAFailedRolloutOnlyAfterANewVersion(t *testing.T) {
 	h.src <- Change{Name: "api", Version: 3}
 	if ev := h.waitRecord(t); ev.Err != nil || ev.Version != 3 {
 		t.Fatalf("rollout %+v, want a success at version 3", ev)
+	}
+}
+
+// TestAutoRetriesARolloutDeferredByABusyService: a service busy with an
+// update of its own when its rollout came changed nothing; the same
+// version is rolled later, without a new one.
+func TestAutoRetriesARolloutDeferredByABusyService(t *testing.T) {
+	h, a := newAutoHarness(t)
+	sec := h.f.addSecret("api", "swarmkeep", nil)
+	h.f.addService("auto", 1, map[string]string{AutoLabel: AutoValue}, nil, sec)
+	h.start(t, a)
+	h.busy.Store(true)
+	h.src <- Change{Name: "api", Version: 2}
+	if ev := h.waitRecord(t); !IsBusy(ev.Err) || ev.Version != 2 {
+		t.Fatalf("first try %+v, want deferred at version 2", ev)
+	}
+	if ev := h.waitRecord(t); ev.Err != nil || ev.Version != 2 {
+		t.Fatalf("retry %+v, want a success at version 2", ev)
 	}
 }
 

@@ -172,7 +172,10 @@ func (f *fakeSwarm) step(svc *swarm.Service) {
 	}
 	us := svc.UpdateStatus
 	updating := us != nil && us.State == swarm.UpdateStateUpdating
-	if us != nil && us.State == swarm.UpdateStateRollbackStarted && !f.stuckRollback {
+	if us != nil && us.State == swarm.UpdateStateRollbackStarted {
+		if f.stuckRollback {
+			return // nothing moves
+		}
 		// Seen under way by one inspection, ended by the next.
 		if f.rollbackSeen++; f.rollbackSeen < 2 {
 			return

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +55,10 @@ type Failure struct {
 	// RolledBack: the service rolled itself back (UpdateConfig
 	// FailureAction rollback), which restores its spec, not the value.
 	RolledBack bool
-	Reason     string
+	// Busy: nothing was changed, because an update or rollback of the
+	// service already under way did not end in time; try again later.
+	Busy   bool
+	Reason string
 }
 
 func (f *Failure) Error() string {
@@ -115,10 +119,14 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		knownFailed map[string]string
 		settledAt   time.Time
 		settledSet  map[string]bool
+		rollingBack bool // our update is being rolled back by Swarm
 	)
 	for {
 		select {
 		case <-ctx.Done():
+			if rollingBack {
+				return Result{}, &Failure{Service: name, RolledBack: true, Reason: fmt.Sprintf("rollback_started, not finished in time: %v (it goes on in Swarm: docker service ps %s)", ctx.Err(), name)}
+			}
 			return Result{}, &Failure{Service: name, Reason: fmt.Sprintf("not converged: %v (the update goes on in Swarm: docker service ps %s)", ctx.Err(), name)}
 		case <-time.After(o.Poll):
 		}
@@ -136,6 +144,7 @@ func Roll(ctx context.Context, api API, serviceID string, o Options) (Result, er
 		// reported once Swarm finished it, so that the operator's next
 		// step (swarmkeep rollback) does not interrupt it.
 		if ours && us.State == swarm.UpdateStateRollbackStarted {
+			rollingBack = true
 			report(Progress{State: string(us.State), Message: us.Message})
 			continue
 		}
@@ -206,7 +215,7 @@ func awaitIdle(ctx context.Context, api API, serviceID string, poll time.Duratio
 	for {
 		svc, _, err := api.ServiceInspectWithRaw(ctx, serviceID, swarm.ServiceInspectOptions{})
 		if err != nil {
-			return fmt.Errorf("service %s: inspecting: %w", serviceID, err)
+			return fmt.Errorf("service %s: inspecting: %w", cmp.Or(*name, serviceID), err)
 		}
 		*name = svc.Spec.Name
 		us := svc.UpdateStatus
@@ -216,7 +225,7 @@ func awaitIdle(ctx context.Context, api API, serviceID string, poll time.Duratio
 		report(Progress{State: "waiting", Message: fmt.Sprintf("the service's own %s is under way (%s); waiting for it to end", updateKind(us.State), us.State)})
 		select {
 		case <-ctx.Done():
-			return &Failure{Service: svc.Spec.Name, Reason: fmt.Sprintf("its own %s did not end in time: %v (wait for docker service ps %s to settle, then run this again)", updateKind(us.State), ctx.Err(), svc.Spec.Name)}
+			return &Failure{Service: svc.Spec.Name, Busy: true, Reason: fmt.Sprintf("its own %s did not end in time, nothing was changed: %v (wait for docker service ps %s to settle, then run this again)", updateKind(us.State), ctx.Err(), svc.Spec.Name)}
 		case <-time.After(poll):
 		}
 	}
@@ -350,6 +359,13 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// IsBusy reports whether err is a rollout that changed nothing because an
+// update or rollback of the service under way did not end in time.
+func IsBusy(err error) bool {
+	var f *Failure
+	return errors.As(err, &f) && f.Busy
 }
 
 // IsRolledBack reports whether err is a rollout the service rolled back.

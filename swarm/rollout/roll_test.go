@@ -136,8 +136,21 @@ func TestRollWaitsForARollbackUnderWay(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := Roll(ctx, f2, id, fastOptions(f2, 2, nil))
-	if err == nil || !strings.Contains(err.Error(), "service api") || !strings.Contains(err.Error(), "rollback did not end in time") || f2.updates != 0 {
-		t.Fatalf("Roll = %v after %d updates, want the unfinished rollback named and no update", err, f2.updates)
+	if err == nil || !strings.Contains(err.Error(), "service api") || !strings.Contains(err.Error(), "rollback did not end in time") || f2.updates != 0 || !IsBusy(err) {
+		t.Fatalf("Roll = %v after %d updates, want the unfinished rollback named, busy, and no update", err, f2.updates)
+	}
+
+	// Our own update rolled back by Swarm, the rollback not done in time:
+	// still reported as rolled back, so the operator is told to run
+	// swarmkeep rollback.
+	f3 := newFake()
+	id = f3.addService("web", 2, nil, &swarm.UpdateConfig{Parallelism: 1, FailureAction: swarm.UpdateFailureActionRollback}, f3.addSecret("db", "swarmkeep", nil))
+	f3.failAfter, f3.failureAction, f3.stuckRollback = 1, swarm.UpdateFailureActionRollback, true
+	ctx3, cancel3 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel3()
+	_, err = Roll(ctx3, f3, id, fastOptions(f3, 2, nil))
+	if !IsRolledBack(err) || !strings.Contains(err.Error(), "not finished in time") {
+		t.Fatalf("Roll with a rollback under way at the deadline = %v, want rolled back, not finished", err)
 	}
 }
 
