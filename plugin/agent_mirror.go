@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/swarmkeep/swarmkeep/driver/server"
 	"github.com/swarmkeep/swarmkeep/swarm/agent"
@@ -37,7 +38,7 @@ func init() {
 					// A folder refused for holding another store is
 					// published too, for swarmkeep status; no swarm store
 					// at all is how a file-store manager runs the agent.
-					Refused: func(err error) {
+					Refused: func(err error) error {
 						if env.Log != nil {
 							env.Log.Warnf("mirror: %v", err)
 						}
@@ -45,9 +46,11 @@ func init() {
 						if errors.Is(err, configstore.ErrForeignStore) {
 							why = clipLabel(err.Error())
 						}
-						if lerr := env.SetNodeLabels(ctx, map[string]string{configstore.MirrorRefusedLabel(prefix): why}); lerr != nil && env.Log != nil {
-							env.Log.Warnf("mirror: publishing why it waits: %v", lerr)
+						lerr := env.SetNodeLabels(ctx, map[string]string{configstore.MirrorRefusedLabel(prefix): why})
+						if lerr != nil && env.Log != nil {
+							env.Log.Warnf("mirror: publishing why it waits (tried again next pass): %v", lerr)
 						}
+						return lerr
 					},
 					Publish: func(ctx context.Context, index uint64) error {
 						return env.SetNodeLabels(ctx, map[string]string{
@@ -65,9 +68,19 @@ func init() {
 // manager stores in Raft and status prints on one line.
 const maxLabelReason = 300
 
+// clipLabel keeps the start and the end of s (the reason's fix comes last),
+// cut at rune boundaries.
 func clipLabel(s string) string {
 	if len(s) <= maxLabelReason {
 		return s
 	}
-	return s[:maxLabelReason-3] + "..."
+	head, tail := maxLabelReason/2, maxLabelReason/2-3
+	for head > 0 && !utf8.RuneStart(s[head]) {
+		head--
+	}
+	t := len(s) - tail
+	for t < len(s) && !utf8.RuneStart(s[t]) {
+		t++
+	}
+	return s[:head] + "..." + s[t:]
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/swarmkeep/swarmkeep/driver/backend"
@@ -165,5 +166,18 @@ func TestOneManagerWaitingMirrorIsShown(t *testing.T) {
 	printManagers(&b, ms)
 	if !strings.Contains(b.String(), "WAITING m1 (127.0.24.1:2377) mirror swarmkeep: holds another store; fix: --mirror-adopt") {
 		t.Fatalf("printed:\n%s", b.String())
+	}
+}
+
+// TestClipLabelKeepsTheFix: a long reason keeps its start and its fix, and
+// stays valid UTF-8.
+func TestClipLabelKeepsTheFix(t *testing.T) {
+	long := "/srv/" + strings.Repeat("é", 200) + "/store holds another store; to replace it, run the agent with --mirror-adopt"
+	got := clipLabel(long)
+	if len(got) > maxLabelReason || !utf8.ValidString(got) || !strings.HasPrefix(got, "/srv/") || !strings.HasSuffix(got, "--mirror-adopt") {
+		t.Fatalf("clipLabel = %q (%d bytes)", got, len(got))
+	}
+	if clipLabel("short") != "short" {
+		t.Fatal("a short reason changed")
 	}
 }

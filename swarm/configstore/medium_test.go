@@ -264,7 +264,7 @@ func TestMirrorIdleWithoutStore(t *testing.T) {
 			return nil
 		}
 	}
-	mr := &Mirror{API: f, Prefix: "t", Dir: dir, Refused: func(err error) { refused <- err }}
+	mr := &Mirror{API: f, Prefix: "t", Dir: dir, Refused: func(err error) error { refused <- err; return nil }}
 	go func() { ran <- mr.Run(rctx) }()
 	if err := next(); !errors.Is(err, ErrNoStore) {
 		t.Fatalf("refused with %v, want ErrNoStore", err)

@@ -62,8 +62,9 @@ type Mirror struct {
 	Adopt bool
 	// Refused, if set, is told why a pass left the folder alone
 	// (ErrNoStore, ErrForeignStore), once per distinct reason, so the
-	// operator reads it in the agent's log while Run waits.
-	Refused func(err error)
+	// operator reads it while Run waits; an error it returns (the reason
+	// could not be published) makes the next pass tell it again.
+	Refused func(err error) error
 
 	applied  map[string]uint64 // key -> head index written to the folder
 	swarmID  string            // store ID of the swarm keyring last fetched

@@ -130,6 +130,7 @@ func (m *Mirror) refused(err error) {
 	if m.Refused == nil || err.Error() == m.lastDeny {
 		return
 	}
-	m.lastDeny = err.Error()
-	m.Refused(err)
+	if m.Refused(err) == nil {
+		m.lastDeny = err.Error()
+	}
 }

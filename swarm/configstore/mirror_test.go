@@ -128,7 +128,7 @@ func TestMirrorKeepsFileStore(t *testing.T) {
 		initStore(t, local, fileKey, fileValues)
 		before := snapshot(t, dir)
 		var told []error
-		mr := &Mirror{API: f, Prefix: "t", Dir: dir, Refused: func(err error) { told = append(told, err) }}
+		mr := &Mirror{API: f, Prefix: "t", Dir: dir, Refused: func(err error) error { told = append(told, err); return nil }}
 		for range 2 {
 			if err := mr.Sync(ctx, local); !errors.Is(err, ErrForeignStore) {
 				t.Fatalf("Sync = %v, want ErrForeignStore", err)
@@ -136,6 +136,16 @@ func TestMirrorKeepsFileStore(t *testing.T) {
 		}
 		if len(told) != 1 {
 			t.Fatalf("refusal told %d times, want once", len(told))
+		}
+		// A refusal that could not be published is told again next pass.
+		tries := 0
+		mr.Refused = func(error) error { tries++; return errors.New("no leader") }
+		mr.lastDeny = ""
+		for range 2 {
+			mr.Sync(ctx, local)
+		}
+		if tries != 2 {
+			t.Fatalf("a refusal whose publication failed was told %d times in 2 passes, want 2", tries)
 		}
 		if after := snapshot(t, dir); !maps.Equal(before, after) {
 			t.Fatalf("folder changed:\nbefore %d files\nafter  %d files", len(before), len(after))
