@@ -89,13 +89,7 @@ func (c *Cache) Get(ctx context.Context, ref backend.Ref) (backend.Secret, error
 		age := now.Sub(e.at)
 		switch {
 		case c.fresh(e, now):
-			c.entries.touch(e)
-			s := e.s
-			s.Value = bytes.Clone(s.Value)
-			s.Cached = true
-			c.mu.Unlock()
-			c.n.hits.Add(1)
-			return s, nil
+			return c.hitLocked(e), nil
 		case e.kind == negative && age < c.o.NegativeTTL:
 			c.entries.touch(e)
 			err := e.err
@@ -129,13 +123,19 @@ func (c *Cache) GetFromMemory(ref backend.Ref) (backend.Secret, bool) {
 		c.mu.Unlock()
 		return backend.Secret{}, false
 	}
+	return c.hitLocked(e), true
+}
+
+// hitLocked answers a fresh entry: a copy of its value, marked cached. It
+// is called with c.mu held and releases it.
+func (c *Cache) hitLocked(e *entry) backend.Secret {
 	c.entries.touch(e)
 	s := e.s
 	s.Value = bytes.Clone(s.Value)
 	s.Cached = true
 	c.mu.Unlock()
 	c.n.hits.Add(1)
-	return s, true
+	return s
 }
 
 var _ backend.MemoryGetter = (*Cache)(nil)
