@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -187,18 +185,7 @@ func (b *Broken) Serve(ctx context.Context) error {
 	}
 	b.log.WithFields(logrus.Fields{"socket": b.socket, "metrics": b.msocket}).
 		Errorf("plugin cannot serve, answering every request with the cause: %s; fix: %s", b.cause, BrokenFix)
-	hs, cl := newSocketServer(b.Handler(), l, pluginSocketLimits(driver.DefaultTimeout))
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(cl) }()
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case err := <-served:
-		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
-			serveErr = fmt.Errorf("serving %s: %w", b.socket, err)
-		}
-	}
-	_ = cl.Close()
+	hs, serveErr := serveUntil(ctx, b.Handler(), l, pluginSocketLimits(driver.DefaultTimeout), b.socket)
 	_ = hs.Close()
 	if err := stopMetrics(); err != nil {
 		b.log.Warnf("metrics: %v", err)

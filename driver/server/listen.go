@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -97,6 +99,25 @@ func newSocketServer(h http.Handler, l net.Listener, lim socketLimits) (*http.Se
 	}
 	go cl.reap(lim)
 	return hs, cl
+}
+
+// serveUntil serves h on l with lim until ctx ends or serving fails. When
+// it returns the listener is closed; the server still holds its open
+// connections, for the caller to close once it has drained what it must.
+func serveUntil(ctx context.Context, h http.Handler, l net.Listener, lim socketLimits, socket string) (*http.Server, error) {
+	hs, cl := newSocketServer(h, l, lim)
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(cl) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case e := <-served:
+		if !errors.Is(e, net.ErrClosed) && !errors.Is(e, http.ErrServerClosed) {
+			err = fmt.Errorf("serving %s: %w", socket, e)
+		}
+	}
+	_ = cl.Close()
+	return hs, err
 }
 
 // connKey finds a request's *trackedConn in its context.

@@ -250,18 +250,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		"metrics": s.cfg.MetricsSocket, "config_hash": s.hash}).Info("swarmkeep serving")
 	s.Warm(nil)
 
-	hs, cl := newSocketServer(s.handler, l, pluginSocketLimits(s.cfg.Timeout))
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(cl) }()
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case err := <-served:
-		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
-			serveErr = fmt.Errorf("serving %s: %w", s.cfg.Socket, err)
-		}
-	}
-	_ = cl.Close()
+	hs, serveErr := serveUntil(ctx, s.handler, l, pluginSocketLimits(s.cfg.Timeout), s.cfg.Socket)
 	if !s.driver.Drain(drainTimeout) {
 		s.log.Warn("stopped with requests still in flight")
 	}
