@@ -5,10 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/swarm"
@@ -95,13 +92,11 @@ func runRollout(env *cliEnv, args []string) error {
 			return err
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	s, err := sf.open(ctx)
+	ctx, s, done, err := sf.openInterruptible()
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer done()
 	return rolloutNames(ctx, env, s, sf, o, names)
 }
 
@@ -243,13 +238,11 @@ func runRollback(env *cliEnv, args []string) error {
 		return err
 	}
 	name := pos[0]
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	s, err := sf.open(ctx)
+	ctx, s, done, err := sf.openInterruptible()
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	defer done()
 	e, err := s.Info(ctx, name)
 	if err != nil {
 		return notStored(1, err)

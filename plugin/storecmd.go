@@ -114,6 +114,17 @@ func (f *storeFlags) defaults() backend.Defaults {
 }
 
 // open opens the store for one command.
+// openInterruptible opens the store under a context that ends on SIGINT
+// or SIGTERM; done closes the store and stops the signal watch.
+func (f *storeFlags) openInterruptible() (ctx context.Context, s *store.Store, done func(), err error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if s, err = f.open(ctx); err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return ctx, s, func() { s.Close(); stop() }, nil
+}
+
 func (f *storeFlags) open(ctx context.Context) (*store.Store, error) {
 	m, k, err := f.medium(ctx)
 	if err != nil {
@@ -158,13 +169,11 @@ func storeCommand(name string, nargs int, what string, extra func(fs *flag.FlagS
 		} else if len(pos) > -nargs {
 			return fmt.Errorf("%w: want %s", errUsage, what)
 		}
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		s, err := sf.open(ctx)
+		ctx, s, done, err := sf.openInterruptible()
 		if err != nil {
 			return err
 		}
-		defer s.Close()
+		defer done()
 		var then func(context.Context) error
 		if err := body(context.WithValue(ctx, thenKey{}, &then), env, s, pos); err != nil {
 			return err
