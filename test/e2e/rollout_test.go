@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/swarm"
 )
 
@@ -45,35 +44,6 @@ func swarmkeepCmd(t *testing.T, stdin []byte, args ...string) (string, string, e
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	return out.String(), errOut.String(), err
-}
-
-// createServiceWith is createService with the spec changed by mutate before creation
-// (update config, labels, command).
-func createServiceWith(t *testing.T, name string, replicas uint64, mutate func(*swarm.ServiceSpec), secrets ...*swarm.SecretReference) string {
-	t.Helper()
-	ctx := ctxFor(t, 60*time.Second)
-	grace, delay := time.Second, 500*time.Millisecond
-	spec := swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: name, Labels: map[string]string{runLabel: E.runID}},
-		TaskTemplate: swarm.TaskSpec{
-			ContainerSpec: &swarm.ContainerSpec{Image: E.image, Command: sleeper, Secrets: secrets, StopGracePeriod: &grace},
-			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: &delay},
-		},
-		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
-	}
-	mutate(&spec)
-	resp, err := E.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{})
-	if err != nil {
-		t.Fatalf("ServiceCreate %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := E.cli.ServiceRemove(ctx, resp.ID); err != nil && !cerrdefs.IsNotFound(err) {
-			t.Logf("warning: removing service %s: %v", name, err)
-		}
-	})
-	return resp.ID
 }
 
 // startFirst is an update config that replaces n tasks at a time, each new one started

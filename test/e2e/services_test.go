@@ -26,21 +26,25 @@ var sleeper = []string{"sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"}
 // ends.
 func createService(t *testing.T, name string, replicas uint64, secrets ...*swarm.SecretReference) string {
 	t.Helper()
+	return createServiceWith(t, name, replicas, nil, secrets...)
+}
+
+// createServiceWith is createService with the spec changed by mutate (when
+// not nil) before creation: update config, labels, command.
+func createServiceWith(t *testing.T, name string, replicas uint64, mutate func(*swarm.ServiceSpec), secrets ...*swarm.SecretReference) string {
+	t.Helper()
 	ctx := ctxFor(t, 60*time.Second)
-	grace := time.Second
-	delay := 500 * time.Millisecond
+	grace, delay := time.Second, 500*time.Millisecond
 	spec := swarm.ServiceSpec{
 		Annotations: swarm.Annotations{Name: name, Labels: map[string]string{runLabel: E.runID}},
 		TaskTemplate: swarm.TaskSpec{
-			ContainerSpec: &swarm.ContainerSpec{
-				Image:           E.image,
-				Command:         sleeper,
-				Secrets:         secrets,
-				StopGracePeriod: &grace,
-			},
+			ContainerSpec: &swarm.ContainerSpec{Image: E.image, Command: sleeper, Secrets: secrets, StopGracePeriod: &grace},
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny, Delay: &delay},
 		},
 		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &replicas}},
+	}
+	if mutate != nil {
+		mutate(&spec)
 	}
 	resp, err := E.cli.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{QueryRegistry: false})
 	if err != nil {
