@@ -32,16 +32,7 @@ func vaultServer(t *testing.T, v *vaulttest.Server, dir, token string) *Server {
 		EnvBackends: "vault:vault?" + q.Encode(), EnvStoreDir: filepath.Join(dir, "store"), EnvKeyFile: key,
 		EnvLKGDir: filepath.Join(dir, "lkg"), EnvAudit: "off", EnvPolicyFile: filepath.Join(dir, "policy.yaml"),
 	}
-	cfg, err := Load(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return serverFromEnv(t, env, Options{})
 }
 
 func askField(t *testing.T, h http.Handler, name, field string) driver.Response {

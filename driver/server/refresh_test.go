@@ -78,15 +78,7 @@ func TestRefreshEndpoint(t *testing.T) {
 		EnvPolicyFile: filepath.Join(dir, "policy.yaml"), EnvSocket: filepath.Join(dir, "p.sock"),
 		EnvMetricsSocket: filepath.Join(dir, "m.sock"), EnvMetricsAddr: addr,
 	}
-	cfg, err := Load(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverFromEnv(t, env, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx) }()
@@ -101,7 +93,7 @@ func TestRefreshEndpoint(t *testing.T) {
 	}
 	unix := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", cfg.MetricsSocket)
+			return (&net.Dialer{}).DialContext(ctx, "unix", env[EnvMetricsSocket])
 		}}}
 	var code int
 	var rep metrics.RefreshReply

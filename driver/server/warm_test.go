@@ -20,15 +20,7 @@ func TestWarmRetriesUntilOpen(t *testing.T) {
 		EnvBackends: "local:file", EnvStoreDir: storeDir, EnvKeyFile: key,
 		EnvAudit: "off", EnvPolicyFile: filepath.Join(dir, "policy.yaml"),
 	}
-	cfg, err := Load(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := serverFromEnv(t, env, Options{})
 	first := make(chan error, 1)
 	s.Warm(func(_ string, err error) {
 		select {
