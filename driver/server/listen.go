@@ -84,19 +84,7 @@ func pluginSocketLimits(requestTimeout time.Duration) socketLimits {
 func newSocketServer(h http.Handler, l net.Listener, lim socketLimits) (*http.Server, *connLimiter) {
 	cl := &connLimiter{Listener: l, max: lim.MaxConns, conns: map[*trackedConn]struct{}{},
 		wake: make(chan struct{}, 1), closed: make(chan struct{}), base: time.Now()}
-	hs := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if tc, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
-				tc.enter(phaseHandler)
-			}
-			h.ServeHTTP(w, r)
-		}),
-		MaxHeaderBytes: lim.MaxHeaderBytes,
-		ConnState:      cl.connState,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
-		},
-	}
+	hs := &http.Server{Handler: h, MaxHeaderBytes: lim.MaxHeaderBytes, ConnState: cl.connState}
 	go cl.reap(lim)
 	return hs, cl
 }
@@ -119,9 +107,6 @@ func serveUntil(ctx context.Context, h http.Handler, l net.Listener, lim socketL
 	_ = cl.Close()
 	return hs, err
 }
-
-// connKey finds a request's *trackedConn in its context.
-type connKey struct{}
 
 // connLimiter is a listener that keeps at most max connections open. Over
 // the cap it closes the connection that has been quiet (accepted or idle,
@@ -262,7 +247,9 @@ func (l *connLimiter) connState(c net.Conn, st http.ConnState) {
 	}
 	switch st {
 	case http.StateActive:
-		tc.enter(phaseHeader)
+		// net/http reports a connection active once it has read a
+		// request's header, right before it runs the handler.
+		tc.enter(phaseHandler)
 		l.mu.Lock()
 		tc.quiet = false
 		l.mu.Unlock()
